@@ -1,0 +1,71 @@
+"""jupyter_ext: the notebook cockpit for PyTorch Lightning training.
+
+Load the magics with ``%load_ext jupyter_ext``, or call the Python API directly::
+
+    import jupyter_ext
+    jupyter_ext.accelerators()              # DataFrame, one row per device
+    jupyter_ext.select("cpu", devices=2)    # the selection the next runs use
+
+Importing this package is cheap: torch, Lightning and IPython load only when a function
+that needs them is first called.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._version import __version__
+
+# public name -> module that defines it (loaded on first access). No module may share a
+# public function's name, or importing it would shadow the function on the package.
+_LAZY = {
+    "Selection": "selector",
+    "SelectionError": "selector",
+    "ToolkitConfig": "config",
+    "accelerators": "devices",
+    "device": "selector",
+    "get_config": "config",
+    "select": "selector",
+    "selection": "selector",
+}
+
+__all__ = [
+    "Selection",
+    "SelectionError",
+    "ToolkitConfig",
+    "__version__",
+    "accelerators",
+    "device",
+    "get_config",
+    "load_ipython_extension",
+    "select",
+    "selection",
+    "unload_ipython_extension",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jupyter_ext' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """``%load_ext jupyter_ext``: register the magics and the configuration."""
+    from .magics import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    from .magics import unload_ipython_extension as unload
+
+    unload(ip)

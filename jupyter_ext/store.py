@@ -1,0 +1,501 @@
+"""The workspace store: one SQLite file (WAL) that workers write and kernels read.
+
+Everything a user sees comes from here, so a kernel restart loses nothing. Metrics are
+kept as columnar chunks (one row per metric key per flush, each column a little-endian
+numpy blob): a row per point made a 1M-point series take ~1.5 s to read here, chunks
+take milliseconds, and a monitor's "what is new since chunk N" stays one indexed query.
+
+Writers take ``BEGIN IMMEDIATE`` (the write lock up front, so two writers queue on the
+busy timeout instead of failing a lock upgrade); readers never block in WAL mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 60_000
+ACTIVE = ("queued", "running")
+TERMINAL = ("succeeded", "failed", "stopped", "lost")
+STATUSES = ACTIVE + TERMINAL
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    experiment TEXT NOT NULL DEFAULT 'default',
+    status TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    ended REAL,
+    heartbeat REAL,
+    pid INTEGER,
+    pid_started REAL,
+    host TEXT,
+    launcher TEXT,
+    accelerator TEXT,
+    devices TEXT,
+    precision TEXT,
+    strategy TEXT,
+    hparams TEXT NOT NULL DEFAULT '{}',
+    trainer_args TEXT NOT NULL DEFAULT '{}',
+    model_class TEXT,
+    error TEXT,
+    best_checkpoint TEXT,
+    last_checkpoint TEXT,
+    run_dir TEXT,
+    notebook TEXT,
+    cwd TEXT,
+    epoch INTEGER,
+    step INTEGER,
+    total_steps INTEGER,
+    eta_s REAL,
+    cpu_pct REAL,
+    rss_mb REAL,
+    gpu_mem_mb REAL,
+    stop_requested INTEGER NOT NULL DEFAULT 0,
+    source TEXT NOT NULL DEFAULT 'toolkit',
+    source_key TEXT UNIQUE
+);
+CREATE INDEX IF NOT EXISTS runs_name ON runs(name, created);
+CREATE INDEX IF NOT EXISTS runs_experiment ON runs(experiment, created);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+
+CREATE TABLE IF NOT EXISTS metric_chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    steps BLOB NOT NULL,
+    epochs BLOB NOT NULL,
+    times BLOB NOT NULL,
+    vals BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metric_chunks_run_key ON metric_chunks(run_id, key, id);
+CREATE INDEX IF NOT EXISTS metric_chunks_run ON metric_chunks(run_id, id);
+
+CREATE TABLE IF NOT EXISTS deployments (
+    name TEXT PRIMARY KEY,
+    target TEXT NOT NULL,
+    engine TEXT,
+    format TEXT,
+    status TEXT NOT NULL,
+    url TEXT,
+    host TEXT,
+    port INTEGER,
+    pid INTEGER,
+    pid_started REAL,
+    created REAL NOT NULL,
+    ended REAL,
+    path TEXT,
+    log_path TEXT,
+    run_id TEXT,
+    error TEXT,
+    info TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+_JSON_COLUMNS = {"hparams", "trainer_args", "devices", "info"}
+
+
+class StoreError(RuntimeError):
+    """The store refused an operation (unknown run, schema too new, ...)."""
+
+
+@dataclass
+class Series:
+    """Columns of one metric key: numpy arrays of equal length."""
+
+    step: np.ndarray
+    epoch: np.ndarray
+    time: np.ndarray
+    value: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.value)
+
+    @classmethod
+    def empty(cls) -> Series:
+        return cls(
+            np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.float64)
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[Series]) -> Series:
+        if not parts:
+            return cls.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
+
+
+_FIELDS = ("step", "epoch", "time", "value")
+_DTYPES = {"step": "<i8", "epoch": "<i8", "time": "<f8", "value": "<f8"}
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id like ``20261123-142501-3fa2``."""
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + uuid.uuid4().hex[:4]
+
+
+def process_started(pid: int) -> float | None:
+    """The creation time of a live process (to tell a pid from a reused one)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def process_alive(pid: int | None, started: float | None) -> bool:
+    """Whether ``pid`` still runs the process that was started at ``started``."""
+    import psutil
+
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if started is not None and abs(proc.create_time() - started) > 1.0:
+            return False  # the pid was reused by another process
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+class Store:
+    """A connection to the workspace store at ``path`` (created with its schema if new).
+
+    Safe to share between threads of one process; open one per process.
+
+    Example::
+
+        >>> store = Store("/tmp/ws/store.sqlite")  # doctest: +SKIP
+        >>> store.list_runs(status="running")  # doctest: +SKIP
+        []
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    # -- plumbing -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
+    def _migrate(self) -> None:
+        with self._write() as c:
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has schema version {version}, newer than this toolkit's "
+                    f"{SCHEMA_VERSION}: upgrade jupyter-ext"
+                )
+            if version < SCHEMA_VERSION:
+                # executescript() would commit the open transaction, so one by one.
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    c.execute(statement)
+                c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @staticmethod
+    def _decode(row: sqlite3.Row | None) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        out = dict(row)
+        for col in _JSON_COLUMNS & out.keys():
+            if out[col] is not None:
+                out[col] = json.loads(out[col])
+        return out
+
+    @staticmethod
+    def _encode(fields: dict[str, Any]) -> dict[str, Any]:
+        return {
+            k: (json.dumps(v, default=str) if k in _JSON_COLUMNS and v is not None else v)
+            for k, v in fields.items()
+        }
+
+    # -- runs ---------------------------------------------------------------------------
+    def create_run(self, **fields: Any) -> dict[str, Any]:
+        """Insert a run (status ``queued`` unless given) and return it."""
+        fields = {"id": new_run_id(), "status": "queued", "created": time.time(), **fields}
+        fields.setdefault("host", socket.gethostname())
+        fields.setdefault("name", fields["id"])
+        enc = self._encode(fields)
+        cols = ", ".join(enc)
+        marks = ", ".join("?" * len(enc))
+        with self._write() as c:
+            c.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(enc.values()))
+        return self.get_run(fields["id"])  # type: ignore[return-value]
+
+    def update_run(self, run_id: str, *, only_if_status: Sequence[str] = (), **fields: Any) -> bool:
+        """Update columns of a run; with ``only_if_status``, only while its status is one of
+        those (so a late writer never overwrites a final state). True if a row changed."""
+        if not fields:
+            return False
+        enc = self._encode(fields)
+        sets = ", ".join(f"{k} = ?" for k in enc)
+        sql = f"UPDATE runs SET {sets} WHERE id = ?"
+        params: list[Any] = [*enc.values(), run_id]
+        if only_if_status:
+            sql += f" AND status IN ({', '.join('?' * len(only_if_status))})"
+            params += list(only_if_status)
+        with self._write() as c:
+            return c.execute(sql, params).rowcount > 0
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        return self._decode(
+            next(iter(self._read("SELECT * FROM runs WHERE id = ?", [run_id])), None)
+        )
+
+    def runs_named(self, name: str) -> list[dict[str, Any]]:
+        """Runs with this name, newest first."""
+        rows = self._read("SELECT * FROM runs WHERE name = ? ORDER BY created DESC", [name])
+        return [self._decode(r) for r in rows]  # type: ignore[misc]
+
+    def run_by_source_key(self, key: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT * FROM runs WHERE source_key = ?", [key])
+        return self._decode(rows[0]) if rows else None
+
+    def list_runs(
+        self, experiment: str | None = None, status: str | Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Runs, oldest first, optionally filtered by experiment and status."""
+        sql, params = "SELECT * FROM runs WHERE 1=1", []
+        if experiment is not None:
+            sql += " AND experiment = ?"
+            params.append(experiment)
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            sql += f" AND status IN ({', '.join('?' * len(statuses))})"
+            params += statuses
+        sql += " ORDER BY created"
+        return [self._decode(r) for r in self._read(sql, params)]  # type: ignore[misc]
+
+    def run_names(self) -> list[str]:
+        return [r[0] for r in self._read("SELECT DISTINCT name FROM runs ORDER BY name")]
+
+    def experiments(self) -> list[str]:
+        return [r[0] for r in self._read("SELECT DISTINCT experiment FROM runs ORDER BY 1")]
+
+    def delete_run(self, run_id: str) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM runs WHERE id = ?", [run_id])
+
+    def reap_lost(
+        self, lost_after_s: float, runs: Sequence[dict[str, Any]] | None = None
+    ) -> list[str]:
+        """Mark active runs whose worker is gone as ``lost``; return their ids.
+
+        A worker is gone when its pid (on this host) is dead or its heartbeat is older
+        than ``lost_after_s``. Any reader may call this; the update is conditional, so it
+        never overrides a worker's own final status.
+        """
+        host = socket.gethostname()
+        now = time.time()
+        candidates = runs if runs is not None else self.list_runs(status=ACTIVE)
+        lost = []
+        for r in candidates:
+            if r["status"] not in ACTIVE:
+                continue
+            dead_pid = (
+                r["host"] == host and r["pid"] and not process_alive(r["pid"], r["pid_started"])
+            )
+            stale = (now - (r["heartbeat"] or r["created"])) > lost_after_s
+            if dead_pid or stale:
+                why = (
+                    "its worker process ended without a word"
+                    if dead_pid
+                    else (f"no heartbeat for {now - (r['heartbeat'] or r['created']):.0f} s")
+                )
+                if self.update_run(
+                    r["id"],
+                    only_if_status=ACTIVE,
+                    status="lost",
+                    ended=now,
+                    error=f"Run lost: {why} (killed, out of memory, or machine gone).",
+                ):
+                    lost.append(r["id"])
+        return lost
+
+    # -- metrics ------------------------------------------------------------------------
+    def add_metrics(self, run_id: str, rows: Iterable[tuple[str, int, int, float, float]]) -> int:
+        """Append ``(key, step, epoch, time, value)`` rows; one chunk per key. Returns count."""
+        by_key: dict[str, list[tuple[int, int, float, float]]] = {}
+        for key, step, epoch, t, value in rows:
+            by_key.setdefault(key, []).append((step, epoch, t, value))
+        if not by_key:
+            return 0
+        records = []
+        for key, pts in by_key.items():
+            cols = list(zip(*pts, strict=True))
+            blobs = [
+                np.asarray(col, dtype=_DTYPES[f]).tobytes()
+                for f, col in zip(_FIELDS, cols, strict=True)
+            ]
+            records.append((run_id, key, len(pts), *blobs))
+        with self._write() as c:
+            c.executemany(
+                "INSERT INTO metric_chunks (run_id, key, n, steps, epochs, times, vals) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                records,
+            )
+        return sum(r[2] for r in records)
+
+    def add_series(self, run_id: str, key: str, series: Series, chunk: int = 50_000) -> None:
+        """Append a whole series at once (imports), in chunks of ``chunk`` points."""
+        with self._write() as c:
+            for i in range(0, len(series), chunk):
+                part = [getattr(series, f)[i : i + chunk] for f in _FIELDS]
+                blobs = [
+                    np.asarray(p, dtype=_DTYPES[f]).tobytes()
+                    for f, p in zip(_FIELDS, part, strict=True)
+                ]
+                c.execute(
+                    "INSERT INTO metric_chunks (run_id, key, n, steps, epochs, times, vals) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, key, len(part[0]), *blobs),
+                )
+
+    def metric_keys(self, run_id: str) -> list[str]:
+        rows = self._read(
+            "SELECT DISTINCT key FROM metric_chunks WHERE run_id = ? ORDER BY key", [run_id]
+        )
+        return [r[0] for r in rows]
+
+    def read_metrics(
+        self, run_id: str, keys: Sequence[str] | None = None, after: int = 0
+    ) -> tuple[dict[str, Series], int]:
+        """Metric series of a run, only chunks newer than chunk id ``after``.
+
+        Returns ``({key: Series}, last_chunk_id)``; pass that id back as ``after`` to get
+        only what is new (what a live chart polls).
+        """
+        sql = (
+            "SELECT id, key, steps, epochs, times, vals FROM metric_chunks"
+            " WHERE run_id = ? AND id > ?"
+        )
+        params: list[Any] = [run_id, after]
+        if keys is not None:
+            if not keys:
+                return {}, after
+            sql += f" AND key IN ({', '.join('?' * len(keys))})"
+            params += list(keys)
+        sql += " ORDER BY id"
+        rows = self._read(sql, params)
+        parts: dict[str, list[Series]] = {}
+        last = after
+        for r in rows:
+            last = max(last, r[0])
+            parts.setdefault(r[1], []).append(
+                Series(*(np.frombuffer(r[i + 2], dtype=_DTYPES[f]) for i, f in enumerate(_FIELDS)))
+            )
+        return {k: Series.concat(v) for k, v in parts.items()}, last
+
+    def last_metrics(self, run_id: str) -> dict[str, float]:
+        """The latest value of every metric key of a run."""
+        rows = self._read(
+            "SELECT key, vals FROM metric_chunks WHERE id IN "
+            "(SELECT MAX(id) FROM metric_chunks WHERE run_id = ? GROUP BY key) ORDER BY key",
+            [run_id],
+        )
+        return {r[0]: float(np.frombuffer(r[1], dtype="<f8")[-1]) for r in rows}
+
+    # -- deployments --------------------------------------------------------------------
+    def upsert_deployment(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Insert or replace the deployment called ``name``."""
+        fields = {"name": name, "created": time.time(), **fields}
+        enc = self._encode(fields)
+        cols = ", ".join(enc)
+        marks = ", ".join("?" * len(enc))
+        with self._write() as c:
+            c.execute(
+                f"INSERT OR REPLACE INTO deployments ({cols}) VALUES ({marks})", tuple(enc.values())
+            )
+        return self.get_deployment(name)  # type: ignore[return-value]
+
+    def update_deployment(self, name: str, **fields: Any) -> bool:
+        enc = self._encode(fields)
+        sets = ", ".join(f"{k} = ?" for k in enc)
+        with self._write() as c:
+            return (
+                c.execute(
+                    f"UPDATE deployments SET {sets} WHERE name = ?", [*enc.values(), name]
+                ).rowcount
+                > 0
+            )
+
+    def get_deployment(self, name: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT * FROM deployments WHERE name = ?", [name])
+        return self._decode(rows[0]) if rows else None
+
+    def list_deployments(self) -> list[dict[str, Any]]:
+        return [self._decode(r) for r in self._read("SELECT * FROM deployments ORDER BY created")]  # type: ignore[misc]
+
+    def delete_deployment(self, name: str) -> None:
+        with self._write() as c:
+            c.execute("DELETE FROM deployments WHERE name = ?", [name])
+
+
+_stores: dict[str, Store] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(home: str | os.PathLike[str] | None = None) -> Store:
+    """The store of a workspace (default: the configured one), shared within this process.
+
+    Example::
+
+        >>> from jupyter_ext.store import open_store
+        >>> store = open_store()  # doctest: +SKIP
+    """
+    if home is None:
+        from .config import get_config
+
+        home = get_config().home_path
+    path = str(Path(home).expanduser().resolve() / "store.sqlite")
+    with _stores_lock:
+        store = _stores.get(path)
+        if store is None or os.getpid() != getattr(store, "_pid", os.getpid()):
+            store = Store(path)
+            store._pid = os.getpid()  # type: ignore[attr-defined]
+            _stores[path] = store
+        return store

@@ -1,0 +1,1 @@
+"""ipywidgets views. Each polls the store or the system, never a worker."""
