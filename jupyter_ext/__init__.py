@@ -20,17 +20,22 @@ from ._version import __version__
 # public name -> module that defines it (loaded on first access). No module may share a
 # public function's name, or importing it would shadow the function on the package.
 _LAZY = {
+    "Run": "training",
     "Selection": "selector",
     "SelectionError": "selector",
     "ToolkitConfig": "config",
     "accelerators": "devices",
     "device": "selector",
     "get_config": "config",
+    "get_run": "training",
+    "runs": "training",
     "select": "selector",
     "selection": "selector",
+    "train": "training",
 }
 
 __all__ = [
+    "Run",
     "Selection",
     "SelectionError",
     "ToolkitConfig",
@@ -38,9 +43,12 @@ __all__ = [
     "accelerators",
     "device",
     "get_config",
+    "get_run",
     "load_ipython_extension",
+    "runs",
     "select",
     "selection",
+    "train",
     "unload_ipython_extension",
 ]
 

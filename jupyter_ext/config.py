@@ -19,6 +19,7 @@ from traitlets import Bool, Float, Int, Unicode, Union, default, validate
 from traitlets.config import SingletonConfigurable
 
 HOME_ENV = "JUPYTER_EXT_HOME"
+WARM_ENV = "JUPYTER_EXT_WARM_START"
 
 
 class ToolkitConfig(SingletonConfigurable):
@@ -70,6 +71,11 @@ class ToolkitConfig(SingletonConfigurable):
         if env:
             return env
         return platformdirs.user_data_dir("jupyter_ext", appauthor=False)
+
+    @default("warm_start")
+    def _default_warm_start(self) -> bool:
+        # An environment switch too, so tests and CI can turn it off before %load_ext.
+        return os.environ.get(WARM_ENV, "1").lower() not in ("0", "false", "no", "off")
 
     @validate("monitor_refresh_s")
     def _validate_refresh(self, proposal):

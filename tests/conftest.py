@@ -116,7 +116,9 @@ def start_kernel(workspace: Path, tmp_path: Path) -> Iterator[Callable[..., Kern
         env = dict(os.environ)
         env["JUPYTER_EXT_HOME"] = str(workspace)
         env["JUPYTER_EXT_WARM_START"] = "1" if warm_start else "0"
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")]
+        )
         env.update(extra_env or {})
         k = Kernel(tmp_path, env).start()
         kernels.append(k)
@@ -132,3 +134,11 @@ def start_kernel(workspace: Path, tmp_path: Path) -> Iterator[Callable[..., Kern
 @pytest.fixture(scope="session")
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture(autouse=True)
+def _tests_importable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers started by in-process tests import tests/tiny_models.py by path."""
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
+    )

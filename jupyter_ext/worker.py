@@ -1,0 +1,245 @@
+"""The worker process: ``python -m jupyter_ext.worker --run-id ID --home WORKSPACE``.
+
+A real script, so Lightning's multi-process strategies (DDP) launch their other ranks as
+they would from any script: by re-running this command. Only rank zero writes status,
+progress and metrics. ``--spare`` starts a warm spare instead: torch and Lightning are
+imported (CUDA untouched), then it waits on stdin for one job from its kernel, and exits
+when the kernel goes away (stdin closes) without ever having been used.
+
+The worker knows the store and its run directory, nothing about the kernel, so another
+launcher (a cluster engine) can start it anywhere the workspace is reachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .store import ACTIVE, Store, process_started
+
+PAYLOAD = "payload.pkl"
+META = "meta.json"
+
+
+def is_rank_zero() -> bool:
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
+class Heartbeat(threading.Thread):
+    """Every ``interval`` s: flush metrics, write heartbeat/progress/load, read stop requests."""
+
+    def __init__(self, store: Store, run_id: str, interval: float, stop_event: threading.Event):
+        super().__init__(name="jupyter-ext-heartbeat", daemon=True)
+        self.store, self.run_id, self.interval = store, run_id, interval
+        self.stop_event = stop_event
+        self.progress: Any = None  # ProgressCallback, once training is set up
+        self.logger: Any = None  # StoreLogger
+        self._done = threading.Event()
+        import psutil
+
+        self._proc = psutil.Process()
+        self._proc.cpu_percent(None)
+
+    def _load(self) -> dict[str, float]:
+        import psutil
+
+        procs = [self._proc]
+        try:
+            procs += self._proc.children(recursive=True)  # DDP ranks, dataloader workers
+        except psutil.Error:
+            pass
+        cpu = rss = 0.0
+        for p in procs:
+            try:
+                cpu += p.cpu_percent(None) if p is self._proc else 0.0
+                rss += p.memory_info().rss
+            except psutil.Error:
+                continue
+        out = {"cpu_pct": cpu, "rss_mb": rss / 2**20}
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_initialized():
+            out["gpu_mem_mb"] = torch.cuda.memory_allocated() / 2**20
+        return out
+
+    def beat(self) -> None:
+        if self.logger is not None:
+            self.logger.flush()
+        fields: dict[str, Any] = {"heartbeat": time.time(), **self._load()}
+        p = self.progress
+        if p is not None:
+            fields.update(epoch=p.epoch, step=p.step, total_steps=p.total_steps, eta_s=p.eta_s())
+        # A reader may have marked us lost while the machine stalled: we are alive.
+        self.store.update_run(
+            self.run_id, only_if_status=("running", "lost"), status="running", **fields
+        )
+        row = self.store.get_run(self.run_id)
+        if row and row["stop_requested"]:
+            self.stop_event.set()
+
+    def run(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                self.beat()
+            except Exception:  # a busy store must not kill the run; retry next beat
+                traceback.print_exc()
+
+    def finish(self) -> None:
+        self._done.set()
+        self.join(timeout=10)
+
+
+def _build_trainer(
+    payload: dict[str, Any], store: Store, run_id: str, run_dir: Path, hb: Heartbeat
+):
+    from lightning.pytorch import Callback, Trainer
+
+    from .store_logger import StoreLogger
+    from .worker_callbacks import AutoCheckpoint, ProgressCallback
+
+    kwargs = dict(payload["trainer_kwargs"])
+    user_loggers = kwargs.pop("logger", None)
+    if user_loggers in (None, True, False):
+        user_loggers = []
+    elif not isinstance(user_loggers, (list, tuple)):
+        user_loggers = [user_loggers]
+    user_callbacks = kwargs.pop("callbacks", None) or []
+    if isinstance(user_callbacks, Callback):
+        user_callbacks = [user_callbacks]
+    kwargs.setdefault("enable_progress_bar", False)  # the monitor shows progress
+
+    store_logger = StoreLogger(store, run_id)
+    progress = ProgressCallback(hb.stop_event)
+    ours: list[Callback] = [progress]
+    checkpoint = None
+    if kwargs.get("enable_checkpointing", True):
+        checkpoint = AutoCheckpoint(dirpath=str(run_dir / "checkpoints"))
+        ours.append(checkpoint)
+    trainer = Trainer(
+        default_root_dir=str(run_dir),
+        logger=[store_logger, *user_loggers],
+        callbacks=[*user_callbacks, *ours],
+        **kwargs,
+    )
+    hb.progress, hb.logger = progress, store_logger
+    return trainer, progress, checkpoint, store_logger
+
+
+def run(run_id: str, home: str, heartbeat_s: float = 1.0) -> int:
+    """Execute one run to its end; returns the process exit code."""
+    store = Store(Path(home) / "store.sqlite")
+    row = store.get_run(run_id)
+    if row is None:
+        print(f"jupyter_ext worker: no run {run_id} in {home}", file=sys.stderr)
+        return 2
+    run_dir = Path(row["run_dir"])
+    rank0 = is_rank_zero()
+    stop_event = threading.Event()
+    hb = Heartbeat(store, run_id, heartbeat_s, stop_event)
+    if rank0:
+        if row["stop_requested"]:
+            store.update_run(run_id, only_if_status=ACTIVE, status="stopped", ended=time.time())
+            return 0
+        store.update_run(
+            run_id,
+            only_if_status=ACTIVE,
+            status="running",
+            started=time.time(),
+            heartbeat=time.time(),
+            pid=os.getpid(),
+            pid_started=process_started(os.getpid()),
+            host=socket.gethostname(),
+        )
+        hb.start()  # before the slow imports, so the run is seen alive while they run
+
+    status, error, checkpoint, logger = "failed", None, None, None
+    try:
+        meta = json.loads((run_dir / META).read_text())
+        for entry in meta.get("sys_path", []):
+            if entry not in sys.path:
+                sys.path.append(entry)  # modules the notebook imported by path
+        from . import payload as payload_mod
+
+        payload = payload_mod.load(run_dir / PAYLOAD)
+        trainer, progress, checkpoint, logger = _build_trainer(payload, store, run_id, run_dir, hb)
+        trainer.fit(
+            payload["model"],
+            train_dataloaders=payload.get("train_dataloaders"),
+            val_dataloaders=payload.get("val_dataloaders"),
+            datamodule=payload.get("datamodule"),
+        )
+        if progress.stopped or trainer.interrupted:
+            status = "stopped"
+            # Every rank saves (a collective under DDP), so the stop keeps its state.
+            trainer.save_checkpoint(str(run_dir / "checkpoints" / "last.ckpt"))
+        else:
+            status = "succeeded"
+    except BaseException:
+        error = traceback.format_exc()
+        print(error, file=sys.stderr)
+    finally:
+        if rank0:
+            hb.finish()
+            fields: dict[str, Any] = {"status": status, "ended": time.time(), "error": error}
+            if hb.progress is not None:
+                p = hb.progress
+                fields.update(epoch=p.epoch, step=p.step, total_steps=p.total_steps, eta_s=0.0)
+            if checkpoint is not None:
+                last = run_dir / "checkpoints" / "last.ckpt"
+                fields["last_checkpoint"] = str(last) if last.exists() else None
+                fields["best_checkpoint"] = checkpoint.best_model_path or fields["last_checkpoint"]
+            if logger is not None:
+                logger.flush()
+            store.update_run(run_id, only_if_status=(*ACTIVE, "lost"), **fields)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return 0 if status != "failed" else 1
+
+
+def spare(heartbeat_s: float) -> int:
+    """Import the heavy libraries, then wait for one job on stdin (or exit when it closes)."""
+    import lightning.pytorch  # noqa: F401  (the seconds a cold worker spends)
+    import torch  # noqa: F401
+
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0  # the kernel went away before it needed us
+    job = json.loads(line)
+    os.chdir(job["cwd"])
+    os.environ.clear()
+    os.environ.update(job["env"])
+    fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    # DDP re-runs `python -m jupyter_ext.worker <argv>` for the other ranks: make that
+    # the command line of this run, as if it had started cold.
+    sys.argv = [sys.argv[0], "--run-id", job["run_id"], "--home", job["home"]]
+    sys.argv += ["--heartbeat", str(heartbeat_s)]
+    return run(job["run_id"], job["home"], heartbeat_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jupyter_ext.worker", description=__doc__)
+    parser.add_argument("--run-id")
+    parser.add_argument("--home", required=False)
+    parser.add_argument("--heartbeat", type=float, default=1.0)
+    parser.add_argument("--spare", action="store_true")
+    args = parser.parse_args(argv)
+    if args.spare:
+        return spare(args.heartbeat)
+    if not (args.run_id and args.home):
+        parser.error("--run-id and --home are required (or --spare)")
+    return run(args.run_id, args.home, args.heartbeat)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
