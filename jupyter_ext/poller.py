@@ -35,6 +35,12 @@ class Task:
 
     def _run(self) -> bool:
         """Run once; False means drop the task (cancelled, owner gone, or said stop)."""
+        keep = self._call()
+        if not keep:
+            self.cancelled = True
+        return keep
+
+    def _call(self) -> bool:
         owner = self._owner()
         if owner is None or self.cancelled:
             return False

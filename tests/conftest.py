@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,6 +42,9 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     selection.reset()
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 class Cell:
     """What one executed cell produced."""
 
@@ -62,7 +66,9 @@ class Cell:
         return "\n".join(p for p in parts if p)
 
     def ok(self) -> Cell:
-        assert not self.errors, f"cell raised: {self.text}\n{self.errors[0].get('traceback')}"
+        if self.errors:
+            tb = "\n".join(self.errors[0].get("traceback", []))
+            raise AssertionError(f"cell raised: {self.text}\n{_ANSI.sub('', tb)[-3000:]}")
         return self
 
 

@@ -98,7 +98,7 @@ class RunMonitor(W.VBox):
         self.table = W.HTML()
         self.system = W.HTML()
         self.error = W.HTML()
-        self.log = W.HTML()
+        self.log_view = W.HTML()
         self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop")
         self.stop_button.on_click(lambda _b: self.request_stop())
         super().__init__(
@@ -108,7 +108,7 @@ class RunMonitor(W.VBox):
                 self.chart,
                 W.HBox([self.table, self.system]),
                 self.error,
-                W.Accordion(children=[self.log], titles=("Log",)),
+                W.Accordion(children=[self.log_view], titles=("Log",)),
             ],
             **kwargs,
         )
@@ -225,7 +225,7 @@ class RunMonitor(W.VBox):
         if state == self._log_state:
             return False
         self._log_state = state
-        return self._set(self.log, f"<pre>{html.escape(_tail(path))}</pre>")
+        return self._set(self.log_view, f"<pre>{html.escape(_tail(path))}</pre>")
 
     # -- actions ------------------------------------------------------------------------
     def request_stop(self) -> None:
