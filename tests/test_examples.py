@@ -1,0 +1,53 @@
+"""The example notebooks run top to bottom in a real kernel (the same as `make demo`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def execute(name: str) -> nbformat.NotebookNode:
+    nb = nbformat.read(EXAMPLES / name, as_version=4)
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}
+    ).execute()
+    return nb
+
+
+def outputs(nb: nbformat.NotebookNode) -> str:
+    parts = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            parts.append(o.get("text", "") + o.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.ipynb")))
+def test_examples_are_stripped(name):
+    nb = nbformat.read(EXAMPLES / name, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{name} has outputs"
+
+
+def test_accelerators_notebook(workspace, monkeypatch):
+    monkeypatch.setenv("JUPYTER_EXT_WARM_START", "0")
+    text = outputs(execute("accelerators.ipynb"))
+    assert "memory_total_mb" in text and "cpu" in text
+    assert "accelerator=cpu devices=2 precision=bf16-mixed" in text
+    assert text.count("refused:") == 3
+    assert "tensor([1., 1.])" in text
+
+
+@pytest.mark.timeout(400)
+def test_train_and_monitor_notebook(workspace, monkeypatch):
+    monkeypatch.setenv("JUPYTER_EXT_WARM_START", "1")  # the demo's default path
+    text = outputs(execute("train_and_monitor.ipynb"))
+    assert "digits-mlp" in text and "succeeded" in text
+    assert "accuracy of the best checkpoint on all digits: 0.9" in text
+    assert "failed" in text and "RuntimeError: a bug in training_step" in text
