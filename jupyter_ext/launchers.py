@@ -105,6 +105,19 @@ class SparePool:
             return None
         return proc
 
+    def ready(self) -> bool:
+        """Whether the spare has finished importing (it says so in the spares log)."""
+        from .worker import SPARE_READY
+
+        pid = self.pid
+        if pid is None:
+            return False
+        try:
+            text = (self.home / "spares" / "spares.log").read_text(errors="replace")
+        except OSError:
+            return False
+        return f"{SPARE_READY} {pid}" in text
+
     @property
     def pid(self) -> int | None:
         proc = self._proc

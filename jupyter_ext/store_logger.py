@@ -48,6 +48,8 @@ class StoreLogger(Logger):
         self._rows: list[tuple[str, int, int, float, float]] = []
         self._lock = threading.Lock()
         self._epoch = 0
+        self._flushed_at = time.monotonic()
+        self.max_delay_s = 2.0
 
     @property
     def name(self) -> str:
@@ -86,6 +88,7 @@ class StoreLogger(Logger):
         """Write buffered rows in one transaction; returns how many were written."""
         with self._lock:
             rows, self._rows = self._rows, []
+            self._flushed_at = time.monotonic()
         if not rows:
             return 0
         try:
@@ -97,7 +100,11 @@ class StoreLogger(Logger):
 
     @rank_zero_only
     def save(self) -> None:
-        self.flush()
+        # Lightning calls save() after every log_metrics, i.e. every step. The worker's
+        # heartbeat thread flushes twice a second; only write here if it has fallen
+        # behind (a stalled thread must not hold metrics back for long).
+        if time.monotonic() - self._flushed_at > self.max_delay_s:
+            self.flush()
 
     @rank_zero_only
     def finalize(self, status: str) -> None:

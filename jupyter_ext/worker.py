@@ -26,6 +26,7 @@ from typing import Any
 from .store import ACTIVE, Store, process_started
 
 PAYLOAD = "payload.pkl"
+SPARE_READY = "jupyter_ext spare ready"
 META = "meta.json"
 
 
@@ -208,6 +209,7 @@ def spare(heartbeat_s: float) -> int:
     import lightning.pytorch  # noqa: F401  (the seconds a cold worker spends)
     import torch  # noqa: F401
 
+    print(f"{SPARE_READY} {os.getpid()}", flush=True)
     line = sys.stdin.readline()
     if not line.strip():
         return 0  # the kernel went away before it needed us
