@@ -53,7 +53,7 @@ class Launcher(ABC):
     def terminate(self, run: dict[str, Any], *, kill: bool = False) -> bool:
         """Signal the worker (SIGTERM, or SIGKILL with ``kill``); True if one was signalled."""
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> None:  # noqa: B027  (optional hook: most backends hold nothing)
         """Release what the launcher holds (idle spares); running workers are left alone."""
 
 

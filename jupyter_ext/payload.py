@@ -78,7 +78,7 @@ def dumps(objects: dict[str, Any]) -> bytes:
         >>> h = Holder(); h.lock = threading.Lock()
         >>> dumps({"model": h})  # doctest: +IGNORE_EXCEPTION_DETAIL
         Traceback (most recent call last):
-        PayloadError: cannot send `model.lock` to the worker: cannot pickle '_thread.lock' object ...
+        PayloadError: cannot send `model.lock` to the worker: cannot pickle '_thread.lock' ...
     """
     try:
         return cloudpickle.dumps(objects, protocol=pickle.HIGHEST_PROTOCOL)

@@ -71,7 +71,7 @@ def _value(text: str) -> Any:
 
 
 def parse_flags(tokens: list[str]) -> dict[str, Any]:
-    """Turn ``['--max-epochs', '3', '--fast-dev-run']`` into ``{'max_epochs': 3, 'fast_dev_run': True}``.
+    """Turn ``--max-epochs 3 --fast-dev-run`` into ``{'max_epochs': 3, 'fast_dev_run': True}``.
 
     Values are Python literals where they parse as one (``0.1``, ``[0, 1]``, ``None``),
     strings otherwise; a flag without a value is ``True``; ``--name=value`` works too.

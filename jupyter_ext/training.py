@@ -62,10 +62,9 @@ class Run:
         """The run's store row (all columns), after checking whether its worker is alive."""
         row = self._store.get_run(self.id)
         assert row is not None
-        if row["status"] in ACTIVE:
-            if self._store.reap_lost(get_config().lost_after_s, [row]):
-                row = self._store.get_run(self.id)
-                assert row is not None
+        if row["status"] in ACTIVE and self._store.reap_lost(get_config().lost_after_s, [row]):
+            row = self._store.get_run(self.id)
+            assert row is not None
         return row
 
     @property
@@ -300,7 +299,7 @@ def train(
 
     Example::
 
-        >>> run = jupyter_ext.train(model, datamodule=dm, max_epochs=3, name="baseline")  # doctest: +SKIP
+        >>> run = jupyter_ext.train(model, datamodule=dm, max_epochs=3)  # doctest: +SKIP
         >>> run.status  # doctest: +SKIP
         'running'
     """

@@ -156,7 +156,7 @@ def test_concurrent_runs_and_reader_never_see_lock_errors(workspace):
                 jupyter_ext.runs()
                 for r in runs:
                     _, after[r.id] = store.read_metrics(r.id, after=after.get(r.id, 0))
-            except BaseException as exc:  # noqa: BLE001  (any error is the failure)
+            except BaseException as exc:  # any error is the failure
                 errors.append(exc)
                 return
 
