@@ -164,3 +164,24 @@ def test_accelerators_frame_types(workspace):
     df = jupyter_ext.accelerators()
     assert isinstance(df, pd.DataFrame)
     assert df["available"].dtype == bool
+
+
+@pytest.mark.gpu
+def test_each_cuda_device_listed_with_nvml_memory(workspace):
+    import pynvml
+
+    pynvml.nvmlInit()
+    try:
+        expected = [pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).total
+                    for i in range(pynvml.nvmlDeviceGetCount())]  # fmt: skip
+    finally:
+        pynvml.nvmlShutdown()
+    cuda = jupyter_ext.accelerators().query("accelerator == 'cuda'")
+    assert list(cuda["index"]) == list(range(torch.cuda.device_count()))
+    assert cuda["available"].all()
+    for (_, row), total in zip(cuda.iterrows(), expected, strict=True):
+        assert row.memory_total_mb == pytest.approx(total / 2**20)
+        assert 0 <= row.memory_used_mb <= row.memory_total_mb
+        assert 0 <= row.utilization_pct <= 100
+    sel = jupyter_ext.select("cuda", devices=1, precision="16-mixed")
+    assert jupyter_ext.device() == torch.device("cuda", 0) and sel.accelerator == "cuda"

@@ -244,3 +244,32 @@ def test_kernel_restart_then_monitor_reattaches(start_kernel):
     cell = k2.run("%stop long").ok()
     assert "long" in cell.stdout and "stopped" in cell.stdout
     k2.run("m.refresh(); assert not m.polling or m.run.status == 'stopped'").ok()
+
+
+def test_name_used_twice_resolves_to_newest_and_says_so(workspace):
+    store = open_store()
+    old = store.create_run(name="twice", created=1.0, status="succeeded")
+    new = store.create_run(name="twice", created=2.0, status="succeeded")
+    with pytest.warns(
+        UserWarning, match=rf"2 runs are named 'twice'; using the newest \({new['id']}\)"
+    ):
+        assert jupyter_ext.get_run("twice").id == new["id"]
+    assert jupyter_ext.get_run(old["id"]).id == old["id"]
+    with pytest.raises(jupyter_ext.training.RunNotFound, match="Did you mean: twice"):
+        jupyter_ext.get_run("twise")
+
+
+@pytest.mark.gpu
+def test_ddp_on_gpus_records_metrics_once(workspace):
+    import torch
+
+    n = min(torch.cuda.device_count(), 2)
+    train_dl, _ = loaders(n=512)
+    run = jupyter_ext.train(
+        Tiny(), train_dataloaders=train_dl, accelerator="cuda", devices=n,
+        strategy="ddp" if n > 1 else "auto", max_epochs=1, log_every_n_steps=1,
+    )  # fmt: skip
+    run.wait(timeout=300, raise_on_failure=True)
+    steps = sorted(run.metrics.query("key == 'train_loss'").step)
+    assert steps == list(range(512 // 32 // n))
+    assert run.row["gpu_mem_mb"] is not None
