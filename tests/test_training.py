@@ -12,7 +12,7 @@ from tiny_models import Locked, Tiny, loaders
 
 import jupyter_ext
 from jupyter_ext.payload import PayloadError
-from jupyter_ext.store import open_store
+from jupyter_ext.store import Store, open_store
 from jupyter_ext.trainer_args import TrainerArgError
 
 pytestmark = pytest.mark.timeout(240)
@@ -149,7 +149,7 @@ def test_concurrent_runs_and_reader_never_see_lock_errors(workspace):
     stop = threading.Event()
 
     def reader():
-        store = open_store()
+        store = Store(open_store().path)  # its own connection, as another kernel has
         after: dict[str, int] = {}
         while not stop.is_set():
             try:
