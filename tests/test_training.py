@@ -273,3 +273,20 @@ def test_ddp_on_gpus_records_metrics_once(workspace):
     steps = sorted(run.metrics.query("key == 'train_loss'").step)
     assert steps == list(range(512 // 32 // n))
     assert run.row["gpu_mem_mb"] is not None
+
+
+def test_worker_elsewhere_is_lost_by_stale_heartbeat(workspace):
+    import time
+
+    store = open_store()
+    far = store.create_run(
+        name="far", status="running", host="another-host", pid=1, heartbeat=time.time() - 60
+    )
+    fresh = store.create_run(
+        name="near", status="running", host="another-host", pid=1, heartbeat=time.time()
+    )
+    df = jupyter_ext.runs()
+    status = dict(zip(df.name, df.status, strict=True))
+    assert status == {"far": "lost", "near": "running"}
+    assert "no heartbeat for 60 s" in jupyter_ext.get_run(far["id"]).error
+    assert jupyter_ext.get_run(fresh["id"]).error is None
