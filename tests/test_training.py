@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 
@@ -288,5 +289,5 @@ def test_worker_elsewhere_is_lost_by_stale_heartbeat(workspace):
     df = jupyter_ext.runs()
     status = dict(zip(df.name, df.status, strict=True))
     assert status == {"far": "lost", "near": "running"}
-    assert "no heartbeat for 60 s" in jupyter_ext.get_run(far["id"]).error
+    assert re.search(r"no heartbeat for 6\d s", jupyter_ext.get_run(far["id"]).error)
     assert jupyter_ext.get_run(fresh["id"]).error is None
