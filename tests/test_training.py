@@ -291,3 +291,21 @@ def test_worker_elsewhere_is_lost_by_stale_heartbeat(workspace):
     assert status == {"far": "lost", "near": "running"}
     assert re.search(r"no heartbeat for 6\d s", jupyter_ext.get_run(far["id"]).error)
     assert jupyter_ext.get_run(fresh["id"]).error is None
+
+
+def test_users_own_logger_and_callbacks_work_beside_ours(workspace, tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+    from tiny_models import Marker
+
+    train_dl, val_dl = loaders()
+    marker = tmp_path / "marker.txt"
+    run = jupyter_ext.train(
+        Tiny(), train_dataloaders=train_dl, val_dataloaders=val_dl, max_epochs=1,
+        log_every_n_steps=1, logger=CSVLogger(tmp_path / "csv", name="mine"),
+        callbacks=[Marker(str(marker))],
+    )  # fmt: skip
+    run.wait(timeout=180, raise_on_failure=True)
+    assert marker.read_text() == "8"
+    csv = (tmp_path / "csv" / "mine" / "version_0" / "metrics.csv").read_text()
+    assert "train_loss" in csv and "val_loss" in csv
+    assert (run.metrics.key == "train_loss").sum() == 8  # ours recorded too

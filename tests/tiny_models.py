@@ -53,3 +53,14 @@ class Locked(Tiny):
     def __init__(self):
         super().__init__()
         self.cache = {"guard": threading.Lock()}
+
+
+class Marker(L.Callback):
+    """A user callback: writes a file at the end of training (proves it ran in the worker)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_train_end(self, trainer, pl_module):
+        with open(self.path, "w") as fh:
+            fh.write(str(trainer.global_step))
