@@ -135,6 +135,31 @@ def _build_trainer(
     return trainer, progress, checkpoint, store_logger
 
 
+def _resolved(trainer: Any, requested_strategy: Any) -> dict[str, Any]:
+    """What Lightning made of "auto": the accelerator, device count, strategy, precision."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    kind = type(trainer.accelerator).__name__
+    for name in AcceleratorRegistry.available_accelerators():
+        if AcceleratorRegistry[name]["accelerator"] is type(trainer.accelerator):
+            kind = name
+            break
+    strategy = requested_strategy
+    if not isinstance(strategy, str) or strategy == "auto":
+        cls = type(trainer.strategy)
+        names = [
+            n for n, v in StrategyRegistry.items() if v["strategy"] is cls and not v["init_params"]
+        ]
+        strategy = names[0] if names else cls.__name__
+    return {
+        "accelerator": kind,
+        "devices": trainer.num_devices,
+        "strategy": strategy,
+        "precision": str(trainer.precision),
+    }
+
+
 def run(run_id: str, home: str, heartbeat_s: float = 1.0) -> int:
     """Execute one run to its end; returns the process exit code."""
     store = Store(Path(home) / "store.sqlite")
@@ -172,6 +197,10 @@ def run(run_id: str, home: str, heartbeat_s: float = 1.0) -> int:
 
         payload = payload_mod.load(run_dir / PAYLOAD)
         trainer, progress, checkpoint, logger = _build_trainer(payload, store, run_id, run_dir, hb)
+        if rank0:
+            store.update_run(
+                run_id, **_resolved(trainer, payload["trainer_kwargs"].get("strategy"))
+            )
         trainer.fit(
             payload["model"],
             train_dataloaders=payload.get("train_dataloaders"),

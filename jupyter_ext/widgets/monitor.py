@@ -143,6 +143,7 @@ class RunMonitor(W.VBox):
             if row["status"] in TERMINAL:
                 changed |= self._set(self.error, self._error_html(row))
                 self.stop_button.disabled = True
+                self.stop_button.description = "Stopped" if row["status"] == "stopped" else "Stop"
             if changed:
                 self.updates += 1
             return row["status"] not in TERMINAL
@@ -161,7 +162,7 @@ class RunMonitor(W.VBox):
             f"<b>{html.escape(row['name'])}</b> <code>{row['id']}</code> "
             f"<span style='color:{color};font-weight:bold'>{row['status']}</span> "
             f"<span style='color:#666'>experiment {exp} &middot; {row['accelerator']} "
-            f"x{row['devices']}</span>"
+            f"&times;{row['devices']}</span>"
         )
 
     def _progress(self, row: dict[str, Any]) -> bool:
