@@ -7,13 +7,16 @@ from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic_arguments import parse_argstring
 
 
 def parse(func: Callable[..., Any], line: str) -> Any:
-    """Parse a magic's line with its @magic_arguments parser; errors become UsageError."""
+    """Parse a magic's line with its @magic_arguments parser; errors become UsageError.
+
+    The line is split like a shell would (IPython's own splitting keeps the quotes of
+    ``--example 'torch.randn(4, 13)'`` in the value).
+    """
     try:
-        return parse_argstring(func, line)
+        return func.parser.parse_args(split_known(line))  # type: ignore[attr-defined]
     except UsageError:
         raise
     except SystemExit as exc:  # argparse exits on --help or bad input

@@ -14,13 +14,6 @@ from ._args import parse
 _REFUSALS: tuple[type[BaseException], ...] = (ValueError, TypeError, LookupError, OSError)
 
 
-def _unquote(value: str | None) -> str | None:
-    """IPython's magic_arguments keeps the quotes of "--example 'torch.randn(4, 13)'"."""
-    if value and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return value
-
-
 def _refusals() -> tuple[type[BaseException], ...]:
     from ..deployment.export import DeployError
 
@@ -63,8 +56,6 @@ class DeployMagics(Magics):
             model = IrisNet().eval()
         """
         args = parse(self.deploy, line)
-        for key in ("name", "model", "example", "host", "out", "from_run", "api_key"):
-            setattr(args, key, _unquote(getattr(args, key)))
         if cell is not None and cell.strip():
             result = self.shell.run_cell(cell)
             if not result.success:
