@@ -37,6 +37,6 @@ def test_monitor_draws_a_live_run_and_its_stop_button_stops_it(lab):
 
     out.get_by_role("button", name="Stop").click()
     expect(out.get_by_text("stopped", exact=True).first).to_be_visible(timeout=120_000)
-    expect(out.get_by_role("button", name="Stopping...")).to_be_disabled()
+    expect(out.get_by_role("button", name="Stopped")).to_be_disabled(timeout=30_000)
     lab.assert_no_widget_errors()
     lab.assert_no_console_errors()
