@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import signal
 import threading
 
 import pytest
+import tiny_models
 from helpers import wait_for
 from tiny_models import Locked, Tiny, loaders
 
@@ -18,35 +20,12 @@ from jupyter_ext.trainer_args import TrainerArgError
 
 pytestmark = pytest.mark.timeout(240)
 
-MODEL_CELL = """
-import time, threading, torch, lightning as L
-from torch.utils.data import DataLoader, TensorDataset
-
-class Net(L.LightningModule):
-    def __init__(self, lr=0.1, step_delay=0.0, fail_at=None):
-        super().__init__()
-        self.save_hyperparameters()
-        self.net = torch.nn.Linear(4, 2)
-    def training_step(self, batch, i):
-        if self.hparams.fail_at is not None and self.global_step >= self.hparams.fail_at:
-            raise ValueError(f"boom at step {self.global_step}")
-        if self.hparams.step_delay:
-            time.sleep(self.hparams.step_delay)
-        x, y = batch
-        loss = torch.nn.functional.cross_entropy(self.net(x), y)
-        self.log("train_loss", loss)
-        return loss
-    def validation_step(self, batch, i):
-        x, y = batch
-        self.log("val_loss", torch.nn.functional.cross_entropy(self.net(x), y))
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
-
-g = torch.Generator().manual_seed(0)
-x = torch.randn(256, 4, generator=g); y = (x[:, 0] > 0).long()
-train_dataloaders = DataLoader(TensorDataset(x, y), batch_size=32)
-val_dataloaders = DataLoader(TensorDataset(x, y), batch_size=64)
-"""
+# What a notebook cell defines: the same tiny models, but defined in the kernel's
+# __main__, so they travel to the worker by value as notebook classes do.
+MODEL_CELL = (
+    inspect.getsource(tiny_models)
+    + "\nNet = Tiny\ntrain_dataloaders, val_dataloaders = loaders()\n"
+)
 
 
 def test_run_succeeds_with_metrics_checkpoints_and_hparams(workspace):
