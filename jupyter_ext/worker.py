@@ -49,6 +49,7 @@ class Heartbeat(threading.Thread):
 
         self._proc = psutil.Process()
         self._proc.cpu_percent(None)
+        self._sampled = 0.0
 
     def _load(self) -> dict[str, float]:
         import psutil
@@ -74,7 +75,11 @@ class Heartbeat(threading.Thread):
     def beat(self) -> None:
         if self.logger is not None:
             self.logger.flush()
-        fields: dict[str, Any] = {"heartbeat": time.time(), **self._load()}
+        fields: dict[str, Any] = {"heartbeat": time.time()}
+        now = time.monotonic()
+        if now - self._sampled >= self.interval:  # /proc scans: once per heartbeat, not per flush
+            self._sampled = now
+            fields.update(self._load())
         p = self.progress
         if p is not None:
             fields.update(epoch=p.epoch, step=p.step, total_steps=p.total_steps, eta_s=p.eta_s())
