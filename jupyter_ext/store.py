@@ -325,9 +325,11 @@ class Store:
     ) -> list[str]:
         """Mark active runs whose worker is gone as ``lost``; return their ids.
 
-        A worker is gone when its pid (on this host) is dead or its heartbeat is older
-        than ``lost_after_s``. Any reader may call this; the update is conditional, so it
-        never overrides a worker's own final status.
+        On this host a worker is gone when its pid is dead: that is definitive, while a
+        live worker starved of CPU (importing torch on a loaded machine) may miss
+        heartbeats. A worker elsewhere (or not yet given a pid) is gone when its heartbeat
+        is older than ``lost_after_s``. Any reader may call this; the update is
+        conditional, so it never overrides a worker's own final status.
         """
         host = socket.gethostname()
         now = time.time()
@@ -336,10 +338,9 @@ class Store:
         for r in candidates:
             if r["status"] not in ACTIVE:
                 continue
-            dead_pid = (
-                r["host"] == host and r["pid"] and not process_alive(r["pid"], r["pid_started"])
-            )
-            stale = (now - (r["heartbeat"] or r["created"])) > lost_after_s
+            local = r["host"] == host and bool(r["pid"])
+            dead_pid = local and not process_alive(r["pid"], r["pid_started"])
+            stale = not local and (now - (r["heartbeat"] or r["created"])) > lost_after_s
             if dead_pid or stale:
                 why = (
                     "its worker process ended without a word"
@@ -421,14 +422,29 @@ class Store:
             params += list(keys)
         sql += " ORDER BY id"
         rows = self._read(sql, params)
-        parts: dict[str, list[Series]] = {}
+        parts: dict[str, list[sqlite3.Row]] = {}
         last = after
         for r in rows:
             last = max(last, r[0])
-            parts.setdefault(r[1], []).append(
-                Series(*(np.frombuffer(r[i + 2], dtype=_DTYPES[f]) for i, f in enumerate(_FIELDS)))
+            parts.setdefault(r[1], []).append(r)
+        # Join each column's blobs, then one frombuffer: a live run's 1M points come in
+        # ~10k small chunks, and a Series per chunk made this 2.5x slower.
+        return {
+            k: Series(
+                *(
+                    np.frombuffer(b"".join(r[i + 2] for r in rs), dtype=_DTYPES[f])
+                    for i, f in enumerate(_FIELDS)
+                )
             )
-        return {k: Series.concat(v) for k, v in parts.items()}, last
+            for k, rs in parts.items()
+        }, last
+
+    def last_metric_time(self, run_id: str) -> float | None:
+        """Wall time (Unix s) of the newest metric point of a run, None without metrics."""
+        rows = self._read(
+            "SELECT times FROM metric_chunks WHERE run_id = ? ORDER BY id DESC LIMIT 1", [run_id]
+        )
+        return float(np.frombuffer(rows[0][0], dtype="<f8").max()) if rows else None
 
     def last_metrics(self, run_id: str) -> dict[str, float]:
         """The latest value of every metric key of a run."""

@@ -1,0 +1,435 @@
+"""The comparison view: live charts of several runs, controls, and a summary table.
+
+Curves go through :class:`~jupyter_ext.widgets.chart.LiveChart` (drawn in the browser,
+fed only new points), the same component as the run monitor. Data come from a
+:class:`~jupyter_ext.comparison.Comparison`, which reads only new metric chunks; the view
+polls while any shown run is going and stops when all have ended or it is closed.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+import pandas as pd
+
+from ..comparison import X_AXES, Comparison, _check_keys, normalise_x
+from ..config import get_config
+from ..poller import POLLER
+from ..store import ACTIVE, open_store
+from .chart import PALETTE, LiveChart
+
+_X_FORMAT = {"step": "number", "epoch": "number", "time": "time", "elapsed": "duration"}
+_ALL = "(all experiments)"
+_TABLE_CSS = (
+    "<style>.jupyter-ext-summary{border-collapse:collapse;font-size:12px}"
+    ".jupyter-ext-summary th,.jupyter-ext-summary td{padding:2px 10px;text-align:right;"
+    "border-bottom:1px solid var(--jp-border-color2,#ddd)}"
+    ".jupyter-ext-summary th{border-bottom-width:2px}</style>"
+)
+
+
+def _sid(run_id: str, key: str) -> str:
+    return f"{run_id}/{key}"
+
+
+class CompareView(W.VBox):
+    """Runs side by side: one chart per metric, one colour per run, a summary table.
+
+    Controls pick the runs (filterable by experiment), the metrics, the x axis (step,
+    epoch, wall time, time since start), EMA smoothing and a log scale. ``data`` is the
+    long DataFrame of what is shown, ``summary`` the table; ``save`` / ``save_summary``
+    export them.
+
+    Example::
+
+        >>> view = CompareView(["lr-0.1", "lr-0.01"], metrics=["val_loss"])  # doctest: +SKIP
+        >>> view.x_axis.value = "epoch"  # doctest: +SKIP
+        >>> view.save("sweep.svg"); view.save_summary("sweep.csv")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        runs: Any,
+        metrics: Sequence[str] | None = None,
+        x: str = "step",
+        *,
+        smoothing: float = 0.0,
+        log_y: bool = False,
+        best: Mapping[str, str] | None = None,
+        refresh_s: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._store = open_store()
+        self._best = dict(best or {})
+        self._x = normalise_x(x)
+        self._follow_all = metrics is None  # new metric keys join the chart as they appear
+        self._muted = False  # set while the code (not the user) changes a control
+        self._task: Any = None
+        self.closed = False
+        self.updates = 0  # refreshes that brought new data (tests and benchmarks read it)
+        self._interval = refresh_s if refresh_s is not None else get_config().monitor_refresh_s
+        if self._interval < 0.5:
+            raise ValueError(
+                f"refresh_s must be at least 0.5 s (a comparison polls at most twice a "
+                f"second), got {self._interval}"
+            )
+
+        self.model = Comparison(runs, keys=metrics, store=self._store)
+        _check_keys(self.model, metrics)
+
+        self.chart = LiveChart(
+            x_label=X_AXES[self._x], log_y=log_y, smoothing=smoothing, height=200
+        )
+        self.experiment = W.Dropdown(description="experiment", layout=W.Layout(width="260px"))
+        self.run_picker = W.SelectMultiple(
+            description="runs", rows=6, layout=W.Layout(width="420px")
+        )
+        self.metric_picker = W.SelectMultiple(
+            description="metrics", rows=6, layout=W.Layout(width="300px")
+        )
+        self.x_axis = W.ToggleButtons(
+            options=[(label, key) for key, label in X_AXES.items()],
+            value=self._x,
+            description="x axis",
+            style={"button_width": "110px"},
+        )
+        self.smoothing = W.FloatSlider(
+            value=smoothing, min=0.0, max=0.99, step=0.01, description="smoothing"
+        )
+        self.log_scale = W.Checkbox(value=log_y, description="log scale", indent=False)
+        W.link((self.smoothing, "value"), (self.chart, "smoothing"))
+        W.link((self.log_scale, "value"), (self.chart, "log_y"))
+        self.sort_by = W.Dropdown(description="sort by", layout=W.Layout(width="260px"))
+        self.ascending = W.Checkbox(value=True, description="ascending", indent=False)
+        self.table = W.HTML()
+        self.status = W.HTML()
+        self.export_name = W.Text(value="comparison", description="export as")
+        self.png_button = W.Button(description="PNG", icon="download")
+        self.svg_button = W.Button(description="SVG", icon="download")
+        self.csv_button = W.Button(description="summary CSV", icon="table")
+        self.message = W.HTML()
+        self.png_button.on_click(lambda _b: self._export("png"))
+        self.svg_button.on_click(lambda _b: self._export("svg"))
+        self.csv_button.on_click(lambda _b: self._export("csv"))
+
+        super().__init__(
+            children=[
+                W.HBox([self.experiment, self.x_axis]),
+                W.HBox([self.run_picker, self.metric_picker]),
+                W.HBox([self.smoothing, self.log_scale]),
+                self.chart,
+                self.status,
+                W.HBox([self.sort_by, self.ascending]),
+                self.table,
+                W.HBox([self.export_name, self.png_button, self.svg_button, self.csv_button]),
+                self.message,
+            ],
+            **kwargs,
+        )
+        with self._lock:
+            self._fill_controls()
+            self._rebuild()
+        self.experiment.observe(self._on_experiment, "value")
+        self.run_picker.observe(self._on_runs, "value")
+        self.metric_picker.observe(self._on_metrics, "value")
+        self.x_axis.observe(self._on_x, "value")
+        self.sort_by.observe(lambda _c: self._render_table(), "value")
+        self.ascending.observe(lambda _c: self._render_table(), "value")
+        self._start_polling()
+
+    # -- what is shown ------------------------------------------------------------------
+    @property
+    def metrics(self) -> list[str]:
+        """The metric keys drawn, one panel each."""
+        return list(self.metric_picker.value)
+
+    @property
+    def runs(self) -> list[str]:
+        """Ids of the runs shown, in order."""
+        return self.model.run_ids
+
+    @property
+    def data(self) -> pd.DataFrame:
+        """Long frame of the shown runs and metrics: run, name, key, step, epoch, time, value."""
+        with self._lock:
+            df = self.model.data
+        return df[df["key"].isin(self.metrics)].reset_index(drop=True)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row per run: status, differing hparams, last and best value per metric."""
+        with self._lock:
+            df = self.model.summary(best=self._best)
+        keep = [c for c in df.columns if not c.endswith((".last", ".best"))]
+        keep += [f"{k}.{w}" for k in self.metrics for w in ("last", "best")]
+        return df[[c for c in keep if c in df.columns]]
+
+    @property
+    def live(self) -> bool:
+        """Whether the view is still polling the store for new points."""
+        return self._task is not None and not self._task.cancelled
+
+    # -- controls -----------------------------------------------------------------------
+    def _run_options(self) -> list[tuple[str, str]]:
+        exp = self.experiment.value
+        rows = self._store.list_runs(experiment=None if exp in (None, _ALL) else exp)
+        listed = {r["id"] for r in rows}
+        # Shown runs stay pickable whatever the filter, so the selection stays valid.
+        rows += [r for r in self.model.rows.values() if r["id"] not in listed]
+        return [(f"{r['name']} · {r['status']} · {r['id']}", r["id"]) for r in rows]
+
+    def _available_keys(self) -> list[str]:
+        keys = {k for run_id in self.model.run_ids for k in self._store.metric_keys(run_id)}
+        return sorted(keys | set(self.model.all_keys()))
+
+    def _fill_controls(self) -> None:
+        self._muted = True
+        try:
+            self.experiment.options = [_ALL, *self._store.experiments()]
+            self.run_picker.options = self._run_options()
+            self.run_picker.value = tuple(self.model.run_ids)
+            keys = self._available_keys()
+            chosen = keys if self.model.keys is None else self.model.keys
+            self.metric_picker.options = list(dict.fromkeys([*keys, *chosen]))
+            self.metric_picker.value = tuple(chosen)
+            self._fill_sort()
+        finally:
+            self._muted = False
+
+    def _fill_sort(self) -> None:
+        options = ["name", *[f"{k}.{w}" for k in self.metrics for w in ("best", "last")]]
+        current = self.sort_by.value
+        self.sort_by.options = options
+        self.sort_by.value = current if current in options else options[0]
+
+    def _on_experiment(self, _change: Any) -> None:
+        if self._muted:
+            return
+        with self._lock:
+            self._muted = True
+            try:
+                self.run_picker.options = self._run_options()
+                self.run_picker.value = tuple(self.model.run_ids)
+            finally:
+                self._muted = False
+
+    def _on_runs(self, change: Any) -> None:
+        if self._muted:
+            return
+        ids = list(change["new"])
+        if not ids:
+            self.message.value = "<i>Pick at least one run.</i>"
+            return
+        with self._lock:
+            self.model.set_runs(ids)
+            self._fill_controls()
+            self._rebuild()
+        self._start_polling()
+
+    def _on_metrics(self, change: Any) -> None:
+        if self._muted:
+            return
+        keys = list(change["new"])
+        with self._lock:
+            self._follow_all = set(keys) >= set(self._available_keys())
+            self.model.set_keys(None if self._follow_all else keys)
+            self._fill_sort()
+            self._rebuild()
+
+    def _on_x(self, change: Any) -> None:
+        with self._lock:
+            self._x = change["new"]
+            self.chart.x_label = X_AXES[self._x]
+            self.chart.x_format = _X_FORMAT[self._x]
+            self._rebuild()
+
+    # -- drawing ------------------------------------------------------------------------
+    def _declare(self) -> None:
+        labels = self.model.labels()
+        for i, run_id in enumerate(self.model.run_ids):
+            for key in self.metrics:
+                self.chart.set_series(
+                    _sid(run_id, key),
+                    panel=key,
+                    label=labels[run_id],
+                    color=PALETTE[i % len(PALETTE)],
+                )
+
+    def _rebuild(self) -> None:
+        """Redraw everything (runs, metrics or x axis changed): one snapshot to views."""
+        wanted = {_sid(r, k) for r in self.model.run_ids for k in self.metrics}
+        for meta in list(self.chart.series):
+            if meta["id"] not in wanted:
+                self.chart.remove_series(meta["id"])
+        self.chart.panels = self.metrics
+        self.chart.x_label = X_AXES[self._x]
+        self.chart.x_format = _X_FORMAT[self._x]
+        self._declare()
+        points = {}
+        for run_id in self.model.run_ids:
+            for key in self.metrics:
+                s = self.model.series(run_id, key)
+                if s is None:
+                    points[_sid(run_id, key)] = (np.empty(0), np.empty(0))
+                else:
+                    points[_sid(run_id, key)] = (self.model.x_values(run_id, s, self._x), s.value)
+        self.chart.replace_many(points)
+        self._notes()
+        self._render_table()
+        self._render_status()
+
+    def _notes(self) -> None:
+        labels = self.model.labels()
+        notes = {}
+        for key in self.metrics:
+            parts = []
+            absent = self.model.absent(key)
+            if absent:
+                parts.append("no data from: " + ", ".join(labels[i] for i in absent))
+            if self._x in ("time", "elapsed"):
+                untimed = [
+                    labels[i]
+                    for i in self.model.run_ids
+                    if (s := self.model.series(i, key)) is not None
+                    and len(s)
+                    and not np.isfinite(s.time).any()
+                ]
+                if untimed:
+                    parts.append("no wall-clock times recorded: " + ", ".join(untimed))
+            if parts:
+                notes[key] = "; ".join(parts)
+        if notes != self.chart.notes:
+            self.chart.notes = notes
+
+    def _render_table(self) -> None:
+        df = self.summary
+        by = self.sort_by.value
+        if by in df.columns:
+            df = df.sort_values(by, ascending=self.ascending.value, na_position="last")
+        self.table.value = _TABLE_CSS + df.to_html(
+            index=False,
+            border=0,
+            classes="jupyter-ext-summary",
+            na_rep="—",
+            float_format=lambda v: f"{v:.4g}",
+        )
+
+    def _render_status(self) -> None:
+        rows = list(self.model.rows.values())
+        going = [r for r in rows if r["status"] in ACTIVE]
+        if going:
+            text = (
+                f"<b>live</b>: {len(going)} of {len(rows)} runs still going "
+                f"(checking every {self._interval:g} s)"
+            )
+        else:
+            text = "all shown runs ended: " + ", ".join(
+                f"{html.escape(r['name'])} {r['status']}" for r in rows
+            )
+        if text != self.status.value:
+            self.status.value = text
+
+    # -- live ---------------------------------------------------------------------------
+    def _start_polling(self) -> None:
+        if self.closed or self.live or not self.model.active:
+            return
+        self._task = POLLER.every(self._interval, self, CompareView.refresh)
+
+    def refresh(self) -> bool:
+        """Read new points of runs still going and draw them; False once none is going."""
+        with self._lock:
+            if self.closed:
+                return False
+            before = {i: r["status"] for i, r in self.model.rows.items()}
+            new = self.model.poll()
+            new_keys = self._follow_all and bool(set(self.model.all_keys()) - set(self.metrics))
+            if new_keys:
+                self._fill_controls()
+                self._rebuild()
+            elif new:
+                points = {}
+                for run_id, per in new.items():
+                    for key, s in per.items():
+                        if key in self.metrics:
+                            x = self.model.x_values(run_id, s, self._x)
+                            points[_sid(run_id, key)] = (x, s.value)
+                self.chart.append(points)
+                self._notes()
+                self._render_table()
+            statuses = {i: r["status"] for i, r in self.model.rows.items()}
+            if statuses != before:
+                self._render_status()
+                self._render_table()
+                self._refresh_run_labels()
+            if new:
+                self.updates += 1
+            live = self.model.active
+            if not live:
+                self._render_status()
+                self._task = None
+            return live
+
+    def _refresh_run_labels(self) -> None:
+        self._muted = True
+        try:
+            value = self.run_picker.value
+            self.run_picker.options = self._run_options()
+            self.run_picker.value = value
+        finally:
+            self._muted = False
+
+    # -- export -------------------------------------------------------------------------
+    def save(self, path: str | Path, format: str | None = None) -> Path:
+        """Save the charts as PNG or SVG (by extension or ``format``)."""
+        with self._lock:
+            return self.chart.save(path, format=format)
+
+    def save_summary(self, path: str | Path) -> Path:
+        """Save the summary table as CSV."""
+        path = Path(path)
+        self.summary.to_csv(path, index=False)
+        return path
+
+    def _export(self, kind: str) -> None:
+        stem = self.export_name.value.strip() or "comparison"
+        path = Path(stem).with_suffix(f".{kind}")
+        try:
+            out = self.save_summary(path) if kind == "csv" else self.save(path)
+        except (OSError, ValueError) as exc:
+            self.message.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+            return
+        self.message.value = f"Saved <code>{html.escape(str(out.resolve()))}</code>"
+
+    def close(self) -> None:
+        """Stop polling and close the widgets."""
+        self.closed = True
+        task = getattr(self, "_task", None)
+        if task is not None:
+            task.cancel()
+        chart = getattr(self, "chart", None)  # absent if __init__ refused its arguments
+        if chart is not None:
+            chart.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        rows = list(self.model.rows.values())
+        state = "live" if self.live else "static"
+        head = f"Comparison of {len(rows)} runs ({state}); metrics: {', '.join(self.metrics)}"
+        return f"{head}\n{self.summary.to_string(index=False)}"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        data = super()._repr_mimebundle_(**kwargs) or {}
+        data = dict(data)
+        data["text/plain"] = repr(self)
+        if self.chart.points:
+            import base64
+
+            data["image/png"] = base64.b64encode(self.chart._png()).decode("ascii")
+        return data
