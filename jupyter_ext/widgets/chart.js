@@ -109,7 +109,7 @@ const CSS = `
 .jupyter-ext-chart { font: 12px var(--jp-ui-font-family, sans-serif);
   color: var(--jp-ui-font-color1, #222); width: 100%; }
 .jupyter-ext-chart .jxc-grid { display: grid; gap: 10px;
-  grid-template-columns: repeat(auto-fill, minmax(320px, 1fr)); }
+  grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); }
 .jupyter-ext-chart .jxc-panel { position: relative; min-width: 0; }
 .jupyter-ext-chart .jxc-title { font-weight: 600; margin: 2px 0 2px 4px; }
 .jupyter-ext-chart canvas { display: block; width: 100%; }
