@@ -114,7 +114,9 @@ def toolkit(steps: int, tmp: Path, monitor: bool = False) -> tuple[dict, float |
         # Metric-to-screen latency: how old the newest point is when the monitor first has
         # it (sampled at 20 Hz, so this adds up to 50 ms of its own).
         seen = mon.updates
-        while run.status in ("queued", "running"):
+        # mon.polling turns False when the monitor sees the run end: no store reads here
+        # beyond the monitor's own, so this loop does not load the machine it measures.
+        while mon.polling:
             if mon.updates != seen:  # the monitor just drew something new
                 newest = run._store.last_metric_time(run.id)
                 if newest is not None:
