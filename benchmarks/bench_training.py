@@ -127,7 +127,18 @@ def toolkit(steps: int, tmp: Path, monitor: bool = False) -> tuple[dict, float |
         mon.close()
     else:
         run.wait(timeout=600, raise_on_failure=True)
+    _wait_exit(run.row["pid"])
     return json.loads(out.read_text()), cpu
+
+
+def _wait_exit(pid: int | None) -> None:
+    """The next measurement starts only once this worker has fully exited."""
+    import psutil
+
+    try:
+        psutil.Process(pid).wait(timeout=60)
+    except (psutil.NoSuchProcess, TypeError):
+        pass
 
 
 BARE = textwrap.dedent(
@@ -181,6 +192,7 @@ def first_step_latency(warm: bool, home: Path) -> float:
                 break
             time.sleep(0.01)
         run.wait(timeout=300)
+        _wait_exit(run.row["pid"])
         return latency
     finally:
         set_launcher(previous) if previous else None

@@ -12,9 +12,9 @@ that needs them is first called.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from ._lazy import lazy_attributes
 from ._version import __version__
 
 # public name -> module that defines it (loaded on first access). No module may share a
@@ -69,17 +69,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'jupyter_ext' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 def load_ipython_extension(ip: Any) -> None:

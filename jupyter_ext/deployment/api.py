@@ -211,13 +211,17 @@ def deploy(
         served = cpu_eval_model(model)
         if target == "bundle":
             out_path = Path(out) if out is not None else Path.cwd() / f"{name}_bundle"
-            stage = out_path.parent / f".{out_path.name}.model-{uuid.uuid4().hex[:6]}"
-            result = export_model(
-                served, x, stage, name=name, fmt=format, tolerance=tolerance,
-                api_key_hash=key_hash, extra={"run_id": run_id},
-            )  # fmt: skip
-            _say(verbose, f"Exported {name} as {result.format} in {result.export_s:.1f} s "
-                 f"({result.reason}); parity max |diff| {result.max_abs_diff:.3g}")  # fmt: skip
+            # exported beside the bundle, then moved in by write_bundle
+            art_dir = out_path.parent / f".{out_path.name}.model-{uuid.uuid4().hex[:6]}"
+        else:
+            art_dir = home / "deployments" / f"{name}-{uuid.uuid4().hex[:6]}"
+        result = export_model(
+            served, x, art_dir, name=name, fmt=format, tolerance=tolerance,
+            api_key_hash=key_hash, extra={"run_id": run_id},
+        )  # fmt: skip
+        _say(verbose, f"Exported {name} as {result.format} in {result.export_s:.1f} s "
+             f"({result.reason}); parity max |diff| {result.max_abs_diff:.3g}")  # fmt: skip
+        if target == "bundle":
             from .bundle import write_bundle
 
             try:
@@ -226,7 +230,7 @@ def deploy(
                     api_key_required=key_hash is not None,
                 )  # fmt: skip
             finally:
-                shutil.rmtree(stage, ignore_errors=True)
+                shutil.rmtree(art_dir, ignore_errors=True)
             old = store.get_deployment(name)
             if old is not None and old["target"] == "local":  # the name now means the bundle
                 from .local import stop_group
@@ -245,13 +249,6 @@ def deploy(
             )
             _say(verbose, f"Bundle written to {out_path} (python server.py, or docker build).")
             return Deployment(record, api_key=api_key, home=home)
-        art_dir = home / "deployments" / f"{name}-{uuid.uuid4().hex[:6]}"
-        result = export_model(
-            served, x, art_dir, name=name, fmt=format, tolerance=tolerance,
-            api_key_hash=key_hash, extra={"run_id": run_id},
-        )  # fmt: skip
-        _say(verbose, f"Exported {name} as {result.format} in {result.export_s:.1f} s "
-             f"({result.reason})")  # fmt: skip
         return _start_local(
             store, home, name, result, served, x,
             host=host, port=port, engine=engine, api_key=api_key, generated=generated,
