@@ -242,3 +242,19 @@ def test_bad_arguments_are_refused(sweep):
         jupyter_ext.compare(["lr-0.1", "lr-0.5"])
     with pytest.raises(ValueError, match="no shown run logged 'accuracy'"):
         jupyter_ext.compare("sweep", metrics=["accuracy"])
+
+
+def test_reload_lists_runs_created_after_the_view(workspace):
+    store = open_store()
+    first = store.create_run(name="first", status="succeeded", experiment="e1")
+    store.add_metrics(first["id"], [("val_loss", 0, 0, 1.0, 0.5)])
+    view = CompareView(["first"])
+    try:
+        later = store.create_run(name="later", status="succeeded", experiment="e2")
+        assert later["id"] not in dict(view.run_picker.options).values()
+        view.reload_button.click()
+        assert later["id"] in dict(view.run_picker.options).values()
+        assert "e2" in view.experiment.options
+        assert view.run_picker.value == (first["id"],)  # the choice is kept
+    finally:
+        view.close()

@@ -115,13 +115,18 @@ class CompareView(W.VBox):
         self.svg_button = W.Button(description="SVG", icon="download")
         self.csv_button = W.Button(description="summary CSV", icon="table")
         self.message = W.HTML()
+        # Runs launched after the view was built (from any kernel) join the picker here.
+        self.reload_button = W.Button(
+            description="Re-list runs", icon="refresh", tooltip="Re-read the workspace's runs"
+        )
+        self.reload_button.on_click(lambda _b: self.reload_runs())
         self.png_button.on_click(lambda _b: self._export("png"))
         self.svg_button.on_click(lambda _b: self._export("svg"))
         self.csv_button.on_click(lambda _b: self._export("csv"))
 
         super().__init__(
             children=[
-                W.HBox([self.experiment, self.x_axis]),
+                W.HBox([self.experiment, self.reload_button, self.x_axis]),
                 W.HBox([self.run_picker, self.metric_picker]),
                 W.HBox([self.smoothing, self.log_scale]),
                 self.chart,
@@ -202,6 +207,11 @@ class CompareView(W.VBox):
             self._fill_sort()
         finally:
             self._muted = False
+
+    def reload_runs(self) -> None:
+        """Re-read the workspace's experiments and runs into the pickers (keeps the choice)."""
+        with self._lock:
+            self._fill_controls()
 
     def _fill_sort(self) -> None:
         options = ["name", *[f"{k}.{w}" for k in self.metrics for w in ("best", "last")]]
