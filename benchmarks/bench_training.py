@@ -166,37 +166,34 @@ def bare_first_step() -> float:
     return float(out.stdout.strip().splitlines()[-1]) - t0
 
 
-def first_step_latency(warm: bool, home: Path) -> float:
+def first_step_latency(warm: bool) -> float:
     import jupyter_ext
-    from jupyter_ext.launchers import LocalLauncher, set_launcher
+    from jupyter_ext.config import get_config
+    from jupyter_ext.launchers import get_launcher
     from jupyter_ext.store import open_store
 
-    launcher = LocalLauncher(warm_start=warm, home=home, heartbeat_s=1.0)
-    previous = set_launcher(launcher)
-    try:
-        if warm:
-            deadline = time.monotonic() + 120
-            while not launcher.spares.ready():  # the spare is started with the kernel
-                if time.monotonic() > deadline:
-                    raise TimeoutError("spare did not get ready")
-                time.sleep(0.05)
-        run = jupyter_ext.train(
-            MLP(), train_dataloaders=data(200), max_steps=200, log_every_n_steps=1
-        )
-        t0 = time.time()
-        store = open_store()
-        while True:
-            series, _ = store.read_metrics(run.id, keys=["train_loss"])
-            if series:
-                latency = float(series["train_loss"].time[0]) - t0
-                break
-            time.sleep(0.01)
-        run.wait(timeout=300)
-        _wait_exit(run.row["pid"])
-        return latency
-    finally:
-        set_launcher(previous) if previous else None
-        launcher.shutdown()
+    get_config().warm_start = warm  # as `%config ToolkitConfig.warm_start = ...` would
+    launcher = get_launcher()
+    if warm:
+        deadline = time.monotonic() + 120
+        while not launcher.spares.ready():  # a kernel's spare starts with the extension
+            if time.monotonic() > deadline:
+                raise TimeoutError("spare did not get ready")
+            time.sleep(0.05)
+    run = jupyter_ext.train(MLP(), train_dataloaders=data(200), max_steps=200, log_every_n_steps=1)
+    t0 = time.time()
+    store = open_store()
+    while True:
+        series, _ = store.read_metrics(run.id, keys=["train_loss"])
+        if series:
+            latency = float(series["train_loss"].time[0]) - t0
+            break
+        time.sleep(0.01)
+    run.wait(timeout=300)
+    _wait_exit(run.row["pid"])
+    get_config().warm_start = False
+    get_launcher()  # drops the replacement spare
+    return latency
 
 
 def main() -> None:
@@ -265,8 +262,8 @@ def main() -> None:
     )
 
     bare = [bare_first_step() for _ in range(2)]
-    cold = [first_step_latency(False, tmp / "ws") for _ in range(2)]
-    warm = [first_step_latency(True, tmp / "ws") for _ in range(2)]
+    cold = [first_step_latency(False) for _ in range(2)]
+    warm = [first_step_latency(True) for _ in range(2)]
     b, c, w = statistics.median(bare), statistics.median(cold), statistics.median(warm)
     print("\ntime to the first step")
     print(f"  bare worker (import Lightning, one step)      {b:6.2f} s")

@@ -148,12 +148,23 @@ class LocalLauncher(Launcher):
 
     def __init__(self, warm_start: bool = True, home: Path | None = None, heartbeat_s: float = 1.0):
         self.spares: SparePool | None = None
-        if warm_start and home is not None:
-            self.spares = SparePool(home, heartbeat_s)
+        self._children: list[subprocess.Popen[bytes]] = []
+        self.configure(warm_start, home, heartbeat_s)
+        atexit.register(self.shutdown)
+
+    def configure(self, warm_start: bool, home: Path | None, heartbeat_s: float) -> None:
+        """Follow the configuration: start, move or drop the warm spare as it says."""
+        wanted = warm_start and home is not None
+        current = self.spares
+        if current is not None and (
+            not wanted or current.home != home or current.heartbeat_s != heartbeat_s
+        ):
+            current.shutdown()
+            self.spares = current = None
+        if wanted and current is None:
+            self.spares = SparePool(home, heartbeat_s)  # type: ignore[arg-type]
             # Off the caller's thread: Popen itself is quick, but extension load must be instant.
             threading.Thread(target=self.spares.ensure, daemon=True).start()
-        self._children: list[subprocess.Popen[bytes]] = []
-        atexit.register(self.shutdown)
 
     def _reap(self) -> None:
         # Poll finished children so they do not linger as zombies in the kernel.
@@ -224,14 +235,21 @@ _launcher_lock = threading.Lock()
 
 
 def get_launcher() -> Launcher:
-    """This kernel's launcher (local, with a warm spare unless configured off)."""
+    """This kernel's launcher (local, with a warm spare unless configured off).
+
+    The local launcher follows the configuration at every call, so ``%config
+    ToolkitConfig.warm_start = False`` (or a new ``home``) takes effect for the next run.
+    """
     global _launcher
+    from .config import get_config
+
+    cfg = get_config()
+    home = cfg.home_path.resolve()
     with _launcher_lock:
         if _launcher is None:
-            from .config import get_config
-
-            cfg = get_config()
-            _launcher = LocalLauncher(cfg.warm_start, cfg.home_path.resolve(), cfg.heartbeat_s)
+            _launcher = LocalLauncher(cfg.warm_start, home, cfg.heartbeat_s)
+        elif isinstance(_launcher, LocalLauncher):
+            _launcher.configure(cfg.warm_start, home, cfg.heartbeat_s)
         return _launcher
 
 

@@ -35,6 +35,8 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
     home = tmp_path / "ws"
     monkeypatch.setenv("JUPYTER_EXT_HOME", str(home))
+    # In-process tests start cold workers; the warm path has tests of its own.
+    monkeypatch.setenv("JUPYTER_EXT_WARM_START", "0")
     ToolkitConfig.clear_instance()
     selection.reset()
     yield home

@@ -112,3 +112,23 @@ def test_warm_spare_takes_the_run_is_replaced_and_exits_with_its_kernel(start_ke
     assert run.status == "running" and not gone(spare)
     assert run.stop(timeout=60) == "stopped"
     assert (run.metrics.key == "train_loss").sum() >= 2
+
+
+def test_config_turns_the_warm_spare_off_and_on(start_kernel):
+    k = start_kernel(warm_start=True)
+    cell = k.run(
+        "from jupyter_ext.launchers import get_launcher\nfrom helpers import wait_for\n"
+        "spare = wait_for(lambda: get_launcher().spares.pid, 30)\nprint(spare)"
+    ).ok()
+    spare = int(cell.stdout)
+    k.run(
+        "%config ToolkitConfig.warm_start = False\n"
+        "assert get_launcher().spares is None\n"
+        f"wait_for(lambda: not __import__('psutil').pid_exists({spare}) or "
+        f"__import__('psutil').Process({spare}).status() == 'zombie', 30)"
+    ).ok()
+    k.run(
+        "%config ToolkitConfig.warm_start = True\n"
+        "new = wait_for(lambda: get_launcher().spares.pid, 30)\n"
+        f"assert new != {spare}"
+    ).ok()
