@@ -135,14 +135,36 @@ def select(
         Selection(accelerator='cpu', devices=2, precision='bf16-mixed', strategy='auto')
     """
     global _current
-    sel = Selection(
+    _current = validate(_make(accelerator, devices, precision, strategy))
+    return _current
+
+
+def _make(accelerator: Any, devices: Any, precision: Any, strategy: Any) -> Selection:
+    return Selection(
         accelerator=str(accelerator).strip().lower() or "auto",
         devices=_parse_devices(devices),
         precision=None if precision in (None, "") else str(precision),
-        strategy=(strategy or "auto"),
+        strategy=str(strategy or "auto"),
     )
-    _current = validate(sel)
-    return _current
+
+
+def resolve(**overrides: Any) -> Selection:
+    """The current selection with one run's overrides applied, validated by Lightning.
+
+    The kernel's selection is left as it is: ``train(..., devices=2)`` changes that run only.
+
+    Example::
+
+        >>> jupyter_ext.select("cpu")  # doctest: +SKIP
+        >>> resolve(devices=2, strategy="ddp").devices  # doctest: +SKIP
+        2
+    """
+    fields = dataclasses.asdict(selection())
+    unknown = set(overrides) - set(fields)
+    if unknown:
+        raise SelectionError(f"not a selection field: {', '.join(sorted(unknown))}")
+    fields.update(overrides)
+    return validate(_make(**fields))
 
 
 def selection() -> Selection:

@@ -328,16 +328,7 @@ def train(
             "train_dataloader() on the model"
         )
     validate_trainer_args(trainer_kwargs)
-    chosen = selector.selection().trainer_kwargs()
-    chosen.update({k: v for k, v in trainer_kwargs.items() if k in _SELECTION_KEYS})
-    sel = selector.validate(
-        selector.Selection(
-            accelerator=str(chosen["accelerator"]),
-            devices=selector._parse_devices(chosen["devices"]),
-            precision=None if chosen.get("precision") is None else str(chosen["precision"]),
-            strategy=str(chosen["strategy"]),
-        )
-    )
+    sel = selector.resolve(**{k: v for k, v in trainer_kwargs.items() if k in _SELECTION_KEYS})
     full_kwargs = {**trainer_kwargs, **sel.trainer_kwargs()}
     objects = {
         "model": model,

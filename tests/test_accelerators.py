@@ -185,3 +185,18 @@ def test_each_cuda_device_listed_with_nvml_memory(workspace):
         assert 0 <= row.utilization_pct <= 100
     sel = jupyter_ext.select("cuda", devices=1, precision="16-mixed")
     assert jupyter_ext.device() == torch.device("cuda", 0) and sel.accelerator == "cuda"
+
+
+def test_resolve_applies_run_overrides_without_changing_the_selection(workspace):
+    from jupyter_ext.selector import resolve
+
+    base = jupyter_ext.select("cpu", devices=1, precision="bf16-mixed")
+    run_sel = resolve(devices=2, strategy="ddp")
+    assert (run_sel.accelerator, run_sel.devices, run_sel.precision, run_sel.strategy) == (
+        "cpu", 2, "bf16-mixed", "ddp",
+    )  # fmt: skip
+    assert jupyter_ext.selection() == base
+    with pytest.raises(SelectionError, match="requires a GPU accelerator"):
+        resolve(strategy="fsdp")
+    with pytest.raises(SelectionError, match="not a selection field: max_epochs"):
+        resolve(max_epochs=3)
