@@ -13,6 +13,8 @@ from typing import Any
 
 # Set by the toolkit itself: the user's logger/callbacks are added beside ours.
 _MANAGED = {"default_root_dir"}
+# Arguments of Trainer.fit() that %%train passes through too (--ckpt-path to resume).
+FIT_ARGS = ("ckpt_path",)
 
 
 class TrainerArgError(ValueError):
@@ -40,7 +42,7 @@ def validate(kwargs: dict[str, Any], *, flag_style: bool = False) -> dict[str, A
         Traceback (most recent call last):
         TrainerArgError: Trainer has no argument `max_epoch`. Did you mean `max_epochs`?
     """
-    valid = sorted(trainer_parameters())
+    valid = sorted([*trainer_parameters(), *FIT_ARGS])
     for name in kwargs:
         if name in _MANAGED:
             raise TrainerArgError(

@@ -174,6 +174,36 @@ class Run:
         )
         return self.status
 
+    def resume(self, name: str | None = None, wait: bool = False, **trainer_kwargs: Any) -> Run:
+        """A new run that continues this one from its last (else best) checkpoint.
+
+        Same model, data, Trainer arguments and selection, with ``trainer_kwargs`` on top
+        (e.g. ``max_epochs=20`` to train longer); step and epoch go on where they were.
+
+        Example::
+
+            >>> run.stop()  # doctest: +SKIP
+            >>> more = run.resume(max_epochs=20)  # doctest: +SKIP
+        """
+        ckpt = self.last_checkpoint or self.best_checkpoint
+        if not ckpt or not Path(ckpt).exists():
+            raise FileNotFoundError(
+                f"run {self.name} ({self.id}) has no checkpoint to resume from "
+                f"(status {self.status})"
+            )
+        saved = payload_mod.load(self.run_dir / PAYLOAD)
+        return train(
+            saved["model"],
+            saved["datamodule"],
+            train_dataloaders=saved["train_dataloaders"],
+            val_dataloaders=saved["val_dataloaders"],
+            name=name or f"{self.name}-resumed",
+            experiment=self.experiment,
+            wait=wait,
+            ckpt_path=ckpt,
+            **{**saved["trainer_kwargs"], **trainer_kwargs},
+        )
+
     def load_model(self, checkpoint: str | None = None) -> Any:
         """The run's model with the weights of its best (else last) checkpoint.
 
@@ -290,12 +320,15 @@ def train(
     name: str | None = None,
     experiment: str | None = None,
     wait: bool = False,
+    ckpt_path: str | os.PathLike[str] | None = None,
     **trainer_kwargs: Any,
 ) -> Run:
     """Launch ``Trainer(**trainer_kwargs).fit(model, ...)`` in a worker process; return its Run.
 
     The kernel's accelerator selection applies unless ``accelerator``/``devices``/
     ``precision``/``strategy`` are given here. Returns at once unless ``wait``.
+    ``ckpt_path`` resumes from a checkpoint (``Trainer.fit``'s argument), e.g. the
+    ``last_checkpoint`` of a stopped run; :meth:`Run.resume` does that for you.
 
     Example::
 
@@ -328,6 +361,13 @@ def train(
             "train_dataloader() on the model"
         )
     validate_trainer_args(trainer_kwargs)
+    if ckpt_path is not None:
+        ckpt_path = Path(ckpt_path).expanduser().resolve()
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(
+                f"ckpt_path {str(ckpt_path)!r} is not a file: give the path of a Lightning "
+                "checkpoint, e.g. run.last_checkpoint of an earlier run"
+            )
     sel = selector.resolve(**{k: v for k, v in trainer_kwargs.items() if k in _SELECTION_KEYS})
     full_kwargs = {**trainer_kwargs, **sel.trainer_kwargs()}
     objects = {
@@ -336,6 +376,7 @@ def train(
         "train_dataloaders": train_dataloaders,
         "val_dataloaders": val_dataloaders,
         "trainer_kwargs": full_kwargs,
+        "ckpt_path": None if ckpt_path is None else str(ckpt_path),
     }
     data = payload_mod.dumps(objects)  # fails here, before anything is written or launched
 

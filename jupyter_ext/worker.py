@@ -211,6 +211,7 @@ def run(run_id: str, home: str, heartbeat_s: float = 1.0) -> int:
             train_dataloaders=payload.get("train_dataloaders"),
             val_dataloaders=payload.get("val_dataloaders"),
             datamodule=payload.get("datamodule"),
+            ckpt_path=payload.get("ckpt_path"),
         )
         if progress.stopped or trainer.interrupted:
             status = "stopped"

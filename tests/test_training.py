@@ -83,6 +83,8 @@ def test_refusals_launch_nothing(workspace):
         jupyter_ext.train(object(), train_dataloaders=train_dl)
     with pytest.raises(ValueError, match="no training data"):
         jupyter_ext.train(Tiny())
+    with pytest.raises(FileNotFoundError, match="is not a file"):
+        jupyter_ext.train(Tiny(), train_dataloaders=train_dl, ckpt_path="nowhere.ckpt")
     assert open_store().list_runs() == []
 
 
@@ -97,6 +99,14 @@ def test_stop_is_graceful_and_keeps_a_checkpoint(workspace):
     assert os.path.exists(run.last_checkpoint)
     assert run.load_model() is not None
     assert 3 <= run.progress["step"] < 8000
+
+    # and goes on from where it stopped, as a new run in the same experiment
+    stopped_at = run.progress["step"]
+    more = run.resume(max_steps=stopped_at + 3)
+    assert more.wait(timeout=180).status == "succeeded", more.error
+    assert more.name == f"{run.name}-resumed" and more.experiment == run.experiment
+    assert more.progress["step"] == stopped_at + 3
+    assert more.metrics.step.min() >= stopped_at
 
 
 def test_sigkilled_worker_becomes_lost_and_keeps_flushed_metrics(workspace):
@@ -288,3 +298,12 @@ def test_users_own_logger_and_callbacks_work_beside_ours(workspace, tmp_path):
     csv = (tmp_path / "csv" / "mine" / "version_0" / "metrics.csv").read_text()
     assert "train_loss" in csv and "val_loss" in csv
     assert (run.metrics.key == "train_loss").sum() == 8  # ours recorded too
+
+
+def test_ckpt_path_flag_passes_through_to_fit():
+    from jupyter_ext.trainer_args import parse_flags
+
+    assert parse_flags(["--ckpt-path", "last.ckpt", "--max-epochs", "2"]) == {
+        "ckpt_path": "last.ckpt",
+        "max_epochs": 2,
+    }

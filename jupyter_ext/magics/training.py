@@ -57,7 +57,8 @@ class TrainingMagics(Magics):
         """Run the cell, then train its `model` in a worker process; show the live monitor.
 
         Any Trainer argument passes through: --max-epochs 3 --limit-train-batches 0.1
-        --accelerator cpu --devices 2 --strategy ddp. Unknown ones are refused with the
+        --accelerator cpu --devices 2 --strategy ddp; --ckpt-path PATH resumes from a
+        checkpoint (Trainer.fit's argument). Unknown ones are refused with the
         closest valid name, before the cell runs. The kernel stays free unless --wait.
         By default the model is `model`, and `datamodule` if defined, else
         `train_dataloaders`/`val_dataloaders` if defined.
@@ -103,7 +104,9 @@ class TrainingMagics(Magics):
                 wait=args.wait,
                 **trainer_kwargs,
             )
-        except (TypeError, ValueError, PayloadError, SelectionError, TrainerArgError) as exc:
+        except (
+            TypeError, ValueError, OSError, PayloadError, SelectionError, TrainerArgError
+        ) as exc:  # fmt: skip
             raise UsageError(str(exc)) from None
 
     @magic_arguments()
