@@ -78,13 +78,26 @@ def test_monitor_shows_failure_traceback_and_closing_stops_the_timer(workspace):
     mon3.close()
 
 
-def test_warm_spare_takes_the_run_is_replaced_and_exits_with_its_kernel(start_kernel):
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie not yet reaped counts as exited)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def kernel_with_spare(start_kernel):
+    """A kernel with warm start on, once its spare worker is up; returns (kernel, spare pid)."""
     k = start_kernel(warm_start=True)
     cell = k.run(
         "from jupyter_ext.launchers import get_launcher\nfrom helpers import wait_for\n"
         "launcher = get_launcher()\nspare = wait_for(lambda: launcher.spares.pid, 30)\nprint(spare)"
     ).ok()
-    spare = int(cell.stdout)
+    return k, int(cell.stdout)
+
+
+def test_warm_spare_takes_the_run_is_replaced_and_exits_with_its_kernel(start_kernel):
+    k, spare = kernel_with_spare(start_kernel)
     k.run(
         "%%train --name warm --max-epochs 1000 --log-every-n-steps 1\n"
         + MODEL_CELL
@@ -100,12 +113,6 @@ def test_warm_spare_takes_the_run_is_replaced_and_exits_with_its_kernel(start_ke
     assert psutil.pid_exists(replacement)
     k.shutdown()
 
-    def gone(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return True
-
     # the idle spare exits with its kernel; the run it took goes on
     wait_for(lambda: gone(replacement), timeout=30, what="idle spare to exit")
     run = jupyter_ext.get_run("warm")
@@ -115,18 +122,9 @@ def test_warm_spare_takes_the_run_is_replaced_and_exits_with_its_kernel(start_ke
 
 
 def test_config_turns_the_warm_spare_off_and_on(start_kernel):
-    k = start_kernel(warm_start=True)
-    cell = k.run(
-        "from jupyter_ext.launchers import get_launcher\nfrom helpers import wait_for\n"
-        "spare = wait_for(lambda: get_launcher().spares.pid, 30)\nprint(spare)"
-    ).ok()
-    spare = int(cell.stdout)
-    k.run(
-        "%config ToolkitConfig.warm_start = False\n"
-        "assert get_launcher().spares is None\n"
-        f"wait_for(lambda: not __import__('psutil').pid_exists({spare}) or "
-        f"__import__('psutil').Process({spare}).status() == 'zombie', 30)"
-    ).ok()
+    k, spare = kernel_with_spare(start_kernel)
+    k.run("%config ToolkitConfig.warm_start = False\nassert get_launcher().spares is None").ok()
+    wait_for(lambda: gone(spare), timeout=30, what="the dropped spare to exit")
     k.run(
         "%config ToolkitConfig.warm_start = True\n"
         "new = wait_for(lambda: get_launcher().spares.pid, 30)\n"
