@@ -15,15 +15,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import socket
 import sys
 import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .store import ACTIVE, Store, process_started
+if TYPE_CHECKING:
+    from .store import Store
+
+# Module level stays stdlib-only: a spare must be watching its kernel before anything
+# slow (numpy, torch, Lightning) is imported.
 
 PAYLOAD = "payload.pkl"
 SPARE_READY = "jupyter_ext spare ready"
@@ -167,6 +172,8 @@ def _resolved(trainer: Any, requested_strategy: Any) -> dict[str, Any]:
 
 def run(run_id: str, home: str, heartbeat_s: float = 1.0) -> int:
     """Execute one run to its end; returns the process exit code."""
+    from .store import ACTIVE, Store, process_started
+
     store = Store(Path(home) / "store.sqlite")
     row = store.get_run(run_id)
     if row is None:
@@ -241,16 +248,34 @@ def run(run_id: str, home: str, heartbeat_s: float = 1.0) -> int:
     return 0 if status != "failed" else 1
 
 
+def watch_kernel() -> queue.Queue[bytes]:
+    """Read this spare's one job from stdin on a thread; exit the process when stdin closes.
+
+    Started before the heavy imports, so a spare whose kernel exits (stdin's only writer)
+    leaves at once, even in the middle of importing torch: ``os._exit`` ends the process
+    from any thread. The blocking read costs no CPU, and it works wherever pipes do (the
+    parent-death signal is Linux-only and fires when the *thread* that forked exits).
+    """
+    jobs: queue.Queue[bytes] = queue.Queue(maxsize=1)
+
+    def read() -> None:
+        line = sys.stdin.buffer.readline()
+        if not line.strip():
+            os._exit(0)  # the kernel went away before it needed us
+        jobs.put(line)
+
+    threading.Thread(target=read, name="jupyter-ext-kernel-watch", daemon=True).start()
+    return jobs
+
+
 def spare(heartbeat_s: float) -> int:
-    """Import the heavy libraries, then wait for one job on stdin (or exit when it closes)."""
+    """Watch the kernel, import the heavy libraries, then run the one job it sends."""
+    jobs = watch_kernel()
     import lightning.pytorch  # noqa: F401  (the seconds a cold worker spends)
     import torch  # noqa: F401
 
     print(f"{SPARE_READY} {os.getpid()}", flush=True)
-    line = sys.stdin.readline()
-    if not line.strip():
-        return 0  # the kernel went away before it needed us
-    job = json.loads(line)
+    job = json.loads(jobs.get())
     os.chdir(job["cwd"])
     os.environ.clear()
     os.environ.update(job["env"])
