@@ -80,9 +80,7 @@ def spare_exit_after_kernel(home: Path, *, mid_import: bool, timeout: float = 12
             # begun) and not yet done importing.
             try:
                 p = psutil.Process(pid)
-                return p.num_threads() >= 2 and "torch" in " ".join(
-                    m.path for m in p.memory_maps()
-                )
+                return p.num_threads() >= 2 and "torch" in " ".join(m.path for m in p.memory_maps())
             except psutil.Error:
                 return False
 

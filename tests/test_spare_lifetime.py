@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT))
-from benchmarks.bench_spare import interpreter_start, spare_exit_after_kernel  # noqa: E402
+from benchmarks.bench_spare import interpreter_start, spare_exit_after_kernel
 
 pytestmark = pytest.mark.timeout(300)
 
