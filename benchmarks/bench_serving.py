@@ -198,10 +198,12 @@ def respawn_healthy(dep: Any, times: int) -> list[float]:
         )  # fmt: skip
         sock.close()
         try:
-            local.wait_healthy(url, proc, dep.path / f"respawn-{i}.log")
+            health = local.wait_healthy(url, proc, dep.path / f"respawn-{i}.log")
+            if not health.healthy:
+                raise RuntimeError(f"{health.describe()}:\n{health.log_tail}")
             found.append(time.perf_counter() - t0)
         finally:
-            local.stop_group(proc.pid)
+            local.stop_server(proc.pid)
     return found
 
 

@@ -24,7 +24,7 @@ import psutil
 KERNEL = """
 import os, sys
 from pathlib import Path
-from jupyter_ext.launchers import SparePool
+from jupyter_ext.training.launchers.local import SparePool
 pool = SparePool(Path(sys.argv[1]), 1.0)
 pool.ensure()
 print(pool.pid, flush=True)
@@ -60,7 +60,7 @@ def spare_exit_after_kernel(home: Path, *, mid_import: bool, timeout: float = 12
 
     Raises if the spare was not in the asked-for state when the kernel died.
     """
-    from jupyter_ext.worker import SPARE_READY
+    from jupyter_ext.training.worker import SPARE_READY
 
     log = home / "spares" / "spares.log"
     kernel = subprocess.Popen(

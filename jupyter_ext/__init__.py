@@ -21,25 +21,25 @@ from ._version import __version__
 # public function's name, or importing it would shadow the function on the package.
 _LAZY = {
     "Deployment": "deployment.client",
-    "Run": "training",
+    "Run": "training.run",
     "Selection": "selector",
     "SelectionError": "selector",
     "ToolkitConfig": "config",
     "accelerators": "devices",
-    "compare": "comparison",
+    "compare": "widgets.compare",
     "deploy": "deployment.api",
     "deployments": "deployment.api",
     "device": "selector",
     "get_config": "config",
     "get_deployment": "deployment.api",
-    "get_run": "training",
+    "get_run": "training.run",
     "import_logs": "importers",
     "metrics": "comparison",
-    "runs": "training",
+    "runs": "training.run",
     "select": "selector",
     "selection": "selector",
     "summary": "comparison",
-    "train": "training",
+    "train": "training.run",
 }
 
 __all__ = [

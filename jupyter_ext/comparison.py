@@ -7,29 +7,30 @@ The functions here are the Python face of ``%compare``::
     jupyter_ext.summary(jupyter_ext.runs().query("status == 'succeeded'"))
 
 Runs are given as ids, names (a name used twice means the newest run of that name), an
-experiment name (all its runs), :class:`~jupyter_ext.training.Run` objects, or a
+experiment name (all its runs), :class:`~jupyter_ext.training.run.Run` objects, or a
 ``runs()``-style DataFrame (its ``id`` column), alone or in a list.
 
 :class:`Comparison` is the data side of the live view: it remembers the last metric chunk
 read per run, so each poll reads only what is new, and stops reading a run once it ended.
+The live view itself (``compare()``) is :mod:`jupyter_ext.widgets.compare`, which builds
+on this module; nothing here imports a widget.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .config import get_config
-from .store import ACTIVE, Series, Store, open_store
-from .training import RunNotFound
+from .metric_names import best_mode
+from .store import ACTIVE, RunRecord, Series, Store, open_store
+from .training.resolve import RunNotFound, resolve_run
+from .training.run import current
 
-if TYPE_CHECKING:
-    from .widgets.compare import CompareView
+__all__ = ["Comparison", "RunNotFound", "best_mode", "metrics", "resolve_runs", "summary"]
 
 X_AXES = {
     "step": "step",
@@ -40,40 +41,23 @@ X_AXES = {
 """x axes a comparison can use: key -> label."""
 _X_ALIASES = {"wall": "time", "walltime": "time", "relative": "elapsed", "since_start": "elapsed"}
 
-# Metric names whose best value is the largest; any other metric is minimised (losses,
-# errors, perplexity). Matched against the name's words: val_acc, test/f1, top5_accuracy.
-_MAXIMISE = re.compile(
-    r"(^|[^a-z])(acc|accuracy|top\d+|f1|f1_score|auc|auroc|ap|map|precision|recall|iou|miou|"
-    r"dice|r2|score|bleu|rouge\w*|reward|return|psnr|ssim)($|[^a-z])"
-)
 _COLUMNS = ["run", "name", "key", "step", "epoch", "time", "value"]
 
 
-def best_mode(key: str) -> str:
-    """``"max"`` for accuracy-like metric names, ``"min"`` for the rest (loss-like).
-
-    Example::
-
-        >>> best_mode("val_acc"), best_mode("val_loss"), best_mode("test/f1")
-        ('max', 'min', 'max')
-    """
-    return "max" if _MAXIMISE.search(key.lower()) else "min"
-
-
 # -- which runs -----------------------------------------------------------------------
-def resolve_runs(runs: Any, store: Store | None = None) -> list[dict[str, Any]]:
-    """Store rows of the runs ``runs`` refers to, in the given order, without duplicates.
+def resolve_runs(runs: Any, store: Store | None = None) -> list[RunRecord]:
+    """Records of the runs ``runs`` refers to, in the given order, without duplicates.
 
     Example::
 
-        >>> [r["name"] for r in resolve_runs(["baseline", "sweep"])]  # doctest: +SKIP
+        >>> [r.name for r in resolve_runs(["baseline", "sweep"])]  # doctest: +SKIP
         ['baseline', 'sweep-lr0.1', 'sweep-lr0.01']
     """
     store = store or open_store()
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, RunRecord] = {}
     for ref in _flatten(runs):
-        for row in _resolve_one(ref, store):
-            rows.setdefault(row["id"], row)
+        for row in resolve_run(ref, store, experiments=True):
+            rows.setdefault(row.id, row)
     if not rows:
         raise ValueError(
             "no runs to compare: pass run ids or names, an experiment name, or a "
@@ -106,29 +90,6 @@ def _flatten(runs: Any) -> Iterable[Any]:
         )
 
 
-def _resolve_one(ref: Any, store: Store) -> list[dict[str, Any]]:
-    key = str(getattr(ref, "id", ref)).strip()
-    row = store.get_run(key)
-    if row is not None:
-        return [row]
-    named = store.runs_named(key)
-    if named:
-        return [named[0]]  # newest first: a re-used name means its latest run
-    in_experiment = store.list_runs(experiment=key)
-    if in_experiment:
-        return in_experiment
-    names = store.run_names()
-    candidates = names + store.experiments() + [r["id"] for r in store.list_runs()]
-    close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.5)
-    if close:
-        hint = f"closest: {', '.join(close)}"
-    elif names:
-        hint = f"runs here: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}"
-    else:
-        hint = "the workspace has no runs yet"
-    raise RunNotFound(f"no run, run name or experiment {key!r} in {store.path}; {hint}")
-
-
 # -- labels and hparams ---------------------------------------------------------------
 def _flat_hparams(hp: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -141,16 +102,15 @@ def _flat_hparams(hp: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def differing_hparams(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def differing_hparams(rows: Sequence[RunRecord]) -> list[str]:
     """Hyperparameter names whose values are not the same in every run (missing counts).
 
     Example::
 
-        >>> rows = [{"hparams": {"lr": 0.1, "bs": 8}}, {"hparams": {"lr": 0.01, "bs": 8}}]
-        >>> differing_hparams(rows)
+        >>> differing_hparams(store.list_runs(experiment="sweep"))  # doctest: +SKIP
         ['lr']
     """
-    flats = [_flat_hparams(r.get("hparams") or {}) for r in rows]
+    flats = [_flat_hparams(r.hparams or {}) for r in rows]
     if len(flats) < 2:
         return []
     keys = list(dict.fromkeys(k for f in flats for k in f))
@@ -164,26 +124,24 @@ def _fmt_value(v: Any) -> str:
     return str(v)
 
 
-def run_labels(rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+def run_labels(rows: Sequence[RunRecord]) -> dict[str, str]:
     """Legend labels: each run's name plus the hparams that differ between ``rows``.
 
     Example::
 
-        >>> rows = [{"id": "a", "name": "m", "hparams": {"lr": 0.1}},
-        ...         {"id": "b", "name": "m", "hparams": {"lr": 0.01}}]
-        >>> run_labels(rows)
-        {'a': 'm (lr=0.1)', 'b': 'm (lr=0.01)'}
+        >>> run_labels(store.list_runs(experiment="sweep"))  # doctest: +SKIP
+        {'20261123-142501-482-k7q2m9xa': 'm (lr=0.1)', '20261123-142502-...': 'm (lr=0.01)'}
     """
     diff = differing_hparams(rows)
-    names = [r["name"] for r in rows]
+    names = [r.name for r in rows]
     labels = {}
     for r in rows:
-        flat = _flat_hparams(r.get("hparams") or {})
+        flat = _flat_hparams(r.hparams or {})
         parts = [f"{k}={_fmt_value(flat[k])}" for k in diff if k in flat][:4]
-        label = r["name"]
-        if names.count(r["name"]) > 1 and not parts:
-            label += f" [{r['id']}]"
-        labels[r["id"]] = f"{label} ({', '.join(parts)})" if parts else label
+        label = r.name
+        if names.count(r.name) > 1 and not parts:
+            label += f" [{r.id}]"
+        labels[r.id] = f"{label} ({', '.join(parts)})" if parts else label
     return labels
 
 
@@ -223,7 +181,7 @@ class Comparison:
     def __init__(self, runs: Any, keys: Sequence[str] | None = None, store: Store | None = None):
         self.store = store or open_store()
         self.keys = list(keys) if keys is not None else None
-        self.rows: dict[str, dict[str, Any]] = {}
+        self.rows: dict[str, RunRecord] = {}
         self._series: dict[str, dict[str, _Parts]] = {}
         self._last: dict[str, int] = {}
         self._done: set[str] = set()
@@ -233,7 +191,7 @@ class Comparison:
     def set_runs(self, runs: Any) -> dict[str, dict[str, Series]]:
         """Show these runs (refs as :func:`resolve_runs` takes); returns data of new ones."""
         rows = resolve_runs(runs, self.store)
-        ids = [r["id"] for r in rows]
+        ids = [r.id for r in rows]
         for gone in set(self.rows) - set(ids):
             self.rows.pop(gone)
             self._series.pop(gone, None)
@@ -241,10 +199,10 @@ class Comparison:
             self._done.discard(gone)
         new = {}
         for r in rows:
-            if r["id"] not in self.rows:
-                self._series[r["id"]] = {}
-                self._last[r["id"]] = 0
-            self.rows[r["id"]] = r
+            if r.id not in self.rows:
+                self._series[r.id] = {}
+                self._last[r.id] = 0
+            self.rows[r.id] = r
         self.rows = {i: self.rows[i] for i in ids}  # keep the caller's order
         for run_id in ids:
             if self._last[run_id] == 0 and run_id not in self._done:
@@ -269,13 +227,11 @@ class Comparison:
     def _read(self, run_id: str) -> dict[str, Series]:
         # Status before metrics: a run seen ended here has written all its metrics, so
         # this read is its last.
-        row = self.store.get_run(run_id) or self.rows[run_id]
-        if row["status"] in ACTIVE and self.store.reap_lost(get_config().lost_after_s, [row]):
-            row = self.store.get_run(run_id) or row
+        row = current(self.store, run_id)
         self.rows[run_id] = row
         series, last = self.store.read_metrics(run_id, keys=self.keys, after=self._last[run_id])
         self._last[run_id] = last
-        if row["status"] not in ACTIVE:
+        if row.status not in ACTIVE:
             self._done.add(run_id)
         out = {}
         for key, s in series.items():
@@ -330,14 +286,14 @@ class Comparison:
 
     def start_time(self, run_id: str) -> float:
         row = self.rows[run_id]
-        start = row.get("started")
+        start = row.started
         if start is None:
             firsts = [
                 float(np.nanmin(p.get().time))
                 for p in self._series.get(run_id, {}).values()
                 if len(p.get()) and np.isfinite(p.get().time).any()
             ]
-            start = min(firsts) if firsts else row.get("created")
+            start = min(firsts) if firsts else row.created
         return float(start) if start is not None else float("nan")
 
     # frames --------------------------------------------------------------------------
@@ -346,7 +302,7 @@ class Comparison:
         """Long frame of every point read: run, name, key, step, epoch, time, value."""
         frames = []
         for run_id, per in self._series.items():
-            name = self.rows[run_id]["name"]
+            name = self.rows[run_id].name
             for key in sorted(per):
                 s = per[key].get()
                 frames.append(
@@ -380,17 +336,17 @@ class Comparison:
         hp_cols = {k: (f"hp.{k}" if k in fixed else k) for k in diff}
         records = []
         for r in rows:
-            flat = _flat_hparams(r.get("hparams") or {})
+            flat = _flat_hparams(r.hparams or {})
             rec: dict[str, Any] = {
-                "run": r["id"],
-                "name": r["name"],
-                "experiment": r["experiment"],
-                "status": r["status"],
+                "run": r.id,
+                "name": r.name,
+                "experiment": r.experiment,
+                "status": r.status,
             }
             for k, col in hp_cols.items():
                 rec[col] = flat.get(k)
             for key in keys:
-                s = self.series(r["id"], key)
+                s = self.series(r.id, key)
                 last = best_val = np.nan
                 if s is not None and len(s):
                     finite = s.value[np.isfinite(s.value)]
@@ -483,42 +439,6 @@ def summary(
     cmp = Comparison(runs, keys=keys)
     _check_keys(cmp, keys)
     return cmp.summary(best=best)
-
-
-def compare(
-    runs: Any,
-    metrics: str | Sequence[str] | None = None,
-    x: str = "step",
-    *,
-    smoothing: float = 0.0,
-    log_y: bool = False,
-    best: Mapping[str, str] | None = None,
-    refresh_s: float | None = None,
-) -> CompareView:
-    """A live comparison widget of ``runs``: one chart per metric, one colour per run.
-
-    The chart follows runs that are still going (polling the store, at most twice a
-    second) and stops polling once all have ended. ``.data`` is the long DataFrame,
-    ``.summary`` the table of last and best values, ``.save("c.png")`` exports the chart.
-
-    Example::
-
-        >>> import jupyter_ext
-        >>> view = jupyter_ext.compare("sweep", metrics=["val_loss", "val_acc"])  # doctest: +SKIP
-        >>> view.data.groupby(["name", "key"]).value.min()  # doctest: +SKIP
-    """
-    from .widgets.compare import CompareView
-
-    keys = [metrics] if isinstance(metrics, str) else metrics
-    return CompareView(
-        runs,
-        metrics=keys,
-        x=normalise_x(x),
-        smoothing=smoothing,
-        log_y=log_y,
-        best=best,
-        refresh_s=refresh_s,
-    )
 
 
 def normalise_x(x: str) -> str:

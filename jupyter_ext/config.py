@@ -57,6 +57,16 @@ class ToolkitConfig(SingletonConfigurable):
     lost_after_s = Float(
         10.0, help="A running run whose heartbeat is older than this is marked lost."
     ).tag(config=True)
+    term_timeout_s = Float(
+        10.0,
+        help=(
+            "Seconds a worker or server is given to exit after SIGTERM (a forced stop) "
+            "before its process group is killed."
+        ),
+    ).tag(config=True)
+    kill_timeout_s = Float(
+        5.0, help="Seconds to wait for a process group to be gone after SIGKILL."
+    ).tag(config=True)
     warm_start = Bool(
         True,
         help=(
@@ -84,7 +94,7 @@ class ToolkitConfig(SingletonConfigurable):
             raise ValueError(f"monitor_refresh_s must be >= 0.5 (at most 2 Hz), got {value}")
         return value
 
-    @validate("panel_refresh_s", "heartbeat_s", "lost_after_s")
+    @validate("panel_refresh_s", "heartbeat_s", "lost_after_s", "term_timeout_s", "kill_timeout_s")
     def _validate_positive(self, proposal):
         if proposal["value"] <= 0:
             raise ValueError(f"{proposal['trait'].name} must be positive, got {proposal['value']}")

@@ -344,19 +344,19 @@ def _record(found: _Found, store: Store) -> tuple[dict[str, Any], bool]:
     )
     try:
         for key, s in found.series.items():
-            store.add_series(row["id"], key, s)
+            store.add_series(row.id, key, s)
         # The key goes on last: an import that died half-way is not mistaken for done.
-        store.update_run(row["id"], source_key=found.key)
+        store.update_run(row.id, source_key=found.key)
     except sqlite3.IntegrityError:
-        store.delete_run(row["id"])  # another kernel imported the same logs meanwhile
+        store.delete_run(row.id)  # another kernel imported the same logs meanwhile
         other = store.run_by_source_key(found.key)
         if other is None:
             raise
         return other, False
     except BaseException:
-        store.delete_run(row["id"])
+        store.delete_run(row.id)
         raise
-    return store.get_run(row["id"]) or row, True
+    return store.get_run(row.id) or row, True
 
 
 def _jsonable(value: Any) -> Any:
@@ -392,9 +392,9 @@ def import_logs(path: str | Path, experiment: str | None = None) -> pd.DataFrame
         row, new = _record(f, store)
         records.append(
             {
-                "id": row["id"],
-                "name": row["name"],
-                "experiment": row["experiment"],
+                "id": row.id,
+                "name": row.name,
+                "experiment": row.experiment,
                 "source": f.source,
                 "path": str(f.path),
                 "points": f.points,

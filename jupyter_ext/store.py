@@ -14,19 +14,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import socket
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+from .procs import process_alive
+
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 60_000
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "stopped", "lost")
@@ -68,7 +70,9 @@ CREATE TABLE IF NOT EXISTS runs (
     gpu_mem_mb REAL,
     stop_requested INTEGER NOT NULL DEFAULT 0,
     source TEXT NOT NULL DEFAULT 'toolkit',
-    source_key TEXT UNIQUE
+    source_key TEXT UNIQUE,
+    log_every_n_steps INTEGER,
+    log_every_chosen INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_name ON runs(name, created);
 CREATE INDEX IF NOT EXISTS runs_experiment ON runs(experiment, created);
@@ -111,6 +115,90 @@ CREATE TABLE IF NOT EXISTS deployments (
 _JSON_COLUMNS = {"hparams", "trainer_args", "devices", "info"}
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of ``runs``: what the store knows of a run at the moment it was read.
+
+    Records are values: read a fresh one to see changes (``Run`` does so on every access).
+    """
+
+    id: str
+    name: str
+    experiment: str
+    status: str
+    created: float
+    started: float | None = None
+    ended: float | None = None
+    heartbeat: float | None = None
+    pid: int | None = None
+    pid_started: float | None = None
+    host: str | None = None
+    launcher: str | None = None
+    accelerator: str | None = None
+    devices: Any = None
+    precision: str | None = None
+    strategy: str | None = None
+    hparams: dict[str, Any] | None = None
+    trainer_args: dict[str, Any] | None = None
+    model_class: str | None = None
+    error: str | None = None
+    best_checkpoint: str | None = None
+    last_checkpoint: str | None = None
+    run_dir: str | None = None
+    notebook: str | None = None
+    cwd: str | None = None
+    epoch: int | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    eta_s: float | None = None
+    cpu_pct: float | None = None
+    rss_mb: float | None = None
+    gpu_mem_mb: float | None = None
+    stop_requested: int = 0
+    source: str = "toolkit"
+    source_key: str | None = None
+    log_every_n_steps: int | None = None
+    log_every_chosen: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    """One row of ``deployments``."""
+
+    name: str
+    target: str
+    status: str
+    created: float
+    engine: str | None = None
+    format: str | None = None
+    url: str | None = None
+    host: str | None = None
+    port: int | None = None
+    pid: int | None = None
+    pid_started: float | None = None
+    ended: float | None = None
+    path: str | None = None
+    log_path: str | None = None
+    run_id: str | None = None
+    error: str | None = None
+    info: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+R = TypeVar("R", RunRecord, DeploymentRecord)
+RUN_COLUMNS = frozenset(f.name for f in fields(RunRecord))
+DEPLOYMENT_COLUMNS = frozenset(f.name for f in fields(DeploymentRecord))
+
+
 class StoreError(RuntimeError):
     """The store refused an operation (unknown run, schema too new, ...)."""
 
@@ -146,34 +234,30 @@ _FIELDS = ("step", "epoch", "time", "value")
 _DTYPES = {"step": "<i8", "epoch": "<i8", "time": "<f8", "value": "<f8"}
 
 
-def new_run_id() -> str:
-    """A sortable, unique run id like ``20261123-142501-3fa2``."""
-    return time.strftime("%Y%m%d-%H%M%S", time.localtime()) + "-" + uuid.uuid4().hex[:4]
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"  # base32 without i, l, o, u: easy to read
 
 
-def process_started(pid: int) -> float | None:
-    """The creation time of a live process (to tell a pid from a reused one)."""
-    import psutil
+def new_id(when: float | None = None) -> str:
+    """A unique, time-ordered id like ``20261123-142501-482-k7q2m9xa``.
 
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
+    Local date and time to the millisecond (so ids sort by creation and say when), then
+    40 random bits: two ids made in the same millisecond collide once in ~10^12 pairs,
+    so any rate of creation (imports of thousands of logs, sweeps, many kernels) is safe.
+    Used for runs, deployment artifacts and staging directories.
+
+    Example::
+
+        >>> len(new_id())
+        28
+    """
+    t = time.time() if when is None else when
+    bits = secrets.randbits(40)
+    rand = "".join(_CROCKFORD[(bits >> s) & 31] for s in range(35, -1, -5))
+    ms = int(t * 1000) % 1000
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(t))}-{ms:03d}-{rand}"
 
 
-def process_alive(pid: int | None, started: float | None) -> bool:
-    """Whether ``pid`` still runs the process that was started at ``started``."""
-    import psutil
-
-    if not pid:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if started is not None and abs(proc.create_time() - started) > 1.0:
-            return False  # the pid was reused by another process
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
+new_run_id = new_id
 
 
 class Store:
@@ -230,6 +314,11 @@ class Store:
                 # executescript() would commit the open transaction, so one by one.
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     c.execute(statement)
+                if version == 1:  # v2: the logging interval a run used, and who chose it
+                    c.execute("ALTER TABLE runs ADD COLUMN log_every_n_steps INTEGER")
+                    c.execute(
+                        "ALTER TABLE runs ADD COLUMN log_every_chosen INTEGER NOT NULL DEFAULT 0"
+                    )
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -237,41 +326,60 @@ class Store:
             self._conn.close()
 
     @staticmethod
-    def _decode(row: sqlite3.Row | None) -> dict[str, Any] | None:
+    def _decode(cls: type[R], row: sqlite3.Row | None) -> R | None:
         if row is None:
             return None
         out = dict(row)
         for col in _JSON_COLUMNS & out.keys():
             if out[col] is not None:
                 out[col] = json.loads(out[col])
-        return out
+        return cls(**out)
 
     @staticmethod
-    def _encode(fields: dict[str, Any]) -> dict[str, Any]:
+    def _encode(table: str, allowed: frozenset[str], values: dict[str, Any]) -> dict[str, Any]:
+        """Check column names against the record's fields (nothing else reaches the SQL
+        text) and JSON-encode the JSON columns."""
+        unknown = sorted(set(values) - allowed)
+        if unknown:
+            raise StoreError(
+                f"unknown {table} column(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(allowed))}"
+            )
         return {
             k: (json.dumps(v, default=str) if k in _JSON_COLUMNS and v is not None else v)
-            for k, v in fields.items()
+            for k, v in values.items()
         }
 
     # -- runs ---------------------------------------------------------------------------
-    def create_run(self, **fields: Any) -> dict[str, Any]:
+    def create_run(self, **values: Any) -> RunRecord:
         """Insert a run (status ``queued`` unless given) and return it."""
-        fields = {"id": new_run_id(), "status": "queued", "created": time.time(), **fields}
-        fields.setdefault("host", socket.gethostname())
-        fields.setdefault("name", fields["id"])
-        enc = self._encode(fields)
-        cols = ", ".join(enc)
-        marks = ", ".join("?" * len(enc))
-        with self._write() as c:
-            c.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(enc.values()))
-        return self.get_run(fields["id"])  # type: ignore[return-value]
+        values = {"status": "queued", "created": time.time(), **values}
+        values.setdefault("host", socket.gethostname())
+        for attempt in range(5):
+            row = {"id": new_id(values["created"]), **values}
+            row.setdefault("name", row["id"])
+            enc = self._encode("runs", RUN_COLUMNS, row)
+            cols = ", ".join(enc)
+            marks = ", ".join("?" * len(enc))
+            try:
+                with self._write() as c:
+                    c.execute(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(enc.values()))
+            except sqlite3.IntegrityError:
+                # An id taken (a 1 in 10^12 event) or a duplicate source_key: tell them apart.
+                if "source_key" in row and self.run_by_source_key(row["source_key"]):
+                    raise
+                if attempt == 4 or "id" in values:
+                    raise
+                continue
+            return self.get_run(row["id"])  # type: ignore[return-value]
+        raise AssertionError("unreachable")
 
-    def update_run(self, run_id: str, *, only_if_status: Sequence[str] = (), **fields: Any) -> bool:
+    def update_run(self, run_id: str, *, only_if_status: Sequence[str] = (), **values: Any) -> bool:
         """Update columns of a run; with ``only_if_status``, only while its status is one of
         those (so a late writer never overwrites a final state). True if a row changed."""
-        if not fields:
+        if not values:
             return False
-        enc = self._encode(fields)
+        enc = self._encode("runs", RUN_COLUMNS, values)
         sets = ", ".join(f"{k} = ?" for k in enc)
         sql = f"UPDATE runs SET {sets} WHERE id = ?"
         params: list[Any] = [*enc.values(), run_id]
@@ -281,23 +389,22 @@ class Store:
         with self._write() as c:
             return c.execute(sql, params).rowcount > 0
 
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
-        return self._decode(
-            next(iter(self._read("SELECT * FROM runs WHERE id = ?", [run_id])), None)
-        )
+    def get_run(self, run_id: str) -> RunRecord | None:
+        rows = self._read("SELECT * FROM runs WHERE id = ?", [run_id])
+        return self._decode(RunRecord, rows[0]) if rows else None
 
-    def runs_named(self, name: str) -> list[dict[str, Any]]:
+    def runs_named(self, name: str) -> list[RunRecord]:
         """Runs with this name, newest first."""
         rows = self._read("SELECT * FROM runs WHERE name = ? ORDER BY created DESC", [name])
-        return [self._decode(r) for r in rows]  # type: ignore[misc]
+        return [self._decode(RunRecord, r) for r in rows]  # type: ignore[misc]
 
-    def run_by_source_key(self, key: str) -> dict[str, Any] | None:
+    def run_by_source_key(self, key: str) -> RunRecord | None:
         rows = self._read("SELECT * FROM runs WHERE source_key = ?", [key])
-        return self._decode(rows[0]) if rows else None
+        return self._decode(RunRecord, rows[0]) if rows else None
 
     def list_runs(
         self, experiment: str | None = None, status: str | Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[RunRecord]:
         """Runs, oldest first, optionally filtered by experiment and status."""
         sql, params = "SELECT * FROM runs WHERE 1=1", []
         if experiment is not None:
@@ -307,8 +414,11 @@ class Store:
             statuses = [status] if isinstance(status, str) else list(status)
             sql += f" AND status IN ({', '.join('?' * len(statuses))})"
             params += statuses
-        sql += " ORDER BY created"
-        return [self._decode(r) for r in self._read(sql, params)]  # type: ignore[misc]
+        sql += " ORDER BY created, id"
+        return [self._decode(RunRecord, r) for r in self._read(sql, params)]  # type: ignore[misc]
+
+    def run_ids(self) -> list[str]:
+        return [r[0] for r in self._read("SELECT id FROM runs ORDER BY id")]
 
     def run_names(self) -> list[str]:
         return [r[0] for r in self._read("SELECT DISTINCT name FROM runs ORDER BY name")]
@@ -320,41 +430,44 @@ class Store:
         with self._write() as c:
             c.execute("DELETE FROM runs WHERE id = ?", [run_id])
 
-    def reap_lost(
-        self, lost_after_s: float, runs: Sequence[dict[str, Any]] | None = None
-    ) -> list[str]:
+    def reap_lost(self, lost_after_s: float, runs: Sequence[RunRecord] | None = None) -> list[str]:
         """Mark active runs whose worker is gone as ``lost``; return their ids.
+
+        This is the one place where reading the runs can write: ``Run``, ``runs()`` and the
+        views call it before they show a status, so a worker that died without a word is
+        not shown as running forever.
 
         On this host a worker is gone when its pid is dead: that is definitive, while a
         live worker starved of CPU (importing torch on a loaded machine) may miss
         heartbeats. A worker elsewhere (or not yet given a pid) is gone when its heartbeat
-        is older than ``lost_after_s``. Any reader may call this; the update is
-        conditional, so it never overrides a worker's own final status.
+        is older than ``lost_after_s``. The update is conditional, so it never overrides a
+        worker's own final status.
         """
         host = socket.gethostname()
         now = time.time()
         candidates = runs if runs is not None else self.list_runs(status=ACTIVE)
         lost = []
         for r in candidates:
-            if r["status"] not in ACTIVE:
+            if r.status not in ACTIVE:
                 continue
-            local = r["host"] == host and bool(r["pid"])
-            dead_pid = local and not process_alive(r["pid"], r["pid_started"])
-            stale = not local and (now - (r["heartbeat"] or r["created"])) > lost_after_s
+            local = r.host == host and bool(r.pid)
+            dead_pid = local and not process_alive(r.pid, r.pid_started)
+            silent = now - (r.heartbeat or r.created)
+            stale = not local and silent > lost_after_s
             if dead_pid or stale:
                 why = (
                     "its worker process ended without a word"
                     if dead_pid
-                    else (f"no heartbeat for {now - (r['heartbeat'] or r['created']):.0f} s")
+                    else f"no heartbeat for {silent:.0f} s"
                 )
                 if self.update_run(
-                    r["id"],
+                    r.id,
                     only_if_status=ACTIVE,
                     status="lost",
                     ended=now,
                     error=f"Run lost: {why} (killed, out of memory, or machine gone).",
                 ):
-                    lost.append(r["id"])
+                    lost.append(r.id)
         return lost
 
     # -- metrics ------------------------------------------------------------------------
@@ -456,10 +569,10 @@ class Store:
         return {r[0]: float(np.frombuffer(r[1], dtype="<f8")[-1]) for r in rows}
 
     # -- deployments --------------------------------------------------------------------
-    def upsert_deployment(self, name: str, **fields: Any) -> dict[str, Any]:
+    def upsert_deployment(self, name: str, **values: Any) -> DeploymentRecord:
         """Insert or replace the deployment called ``name``."""
-        fields = {"name": name, "created": time.time(), **fields}
-        enc = self._encode(fields)
+        values = {"name": name, "created": time.time(), **values}
+        enc = self._encode("deployments", DEPLOYMENT_COLUMNS, values)
         cols = ", ".join(enc)
         marks = ", ".join("?" * len(enc))
         with self._write() as c:
@@ -468,23 +581,29 @@ class Store:
             )
         return self.get_deployment(name)  # type: ignore[return-value]
 
-    def update_deployment(self, name: str, **fields: Any) -> bool:
-        enc = self._encode(fields)
+    def update_deployment(
+        self, name: str, *, only_if_status: Sequence[str] = (), **values: Any
+    ) -> bool:
+        """Update columns of a deployment (with ``only_if_status``: only in those states)."""
+        if not values:
+            return False
+        enc = self._encode("deployments", DEPLOYMENT_COLUMNS, values)
         sets = ", ".join(f"{k} = ?" for k in enc)
+        sql = f"UPDATE deployments SET {sets} WHERE name = ?"
+        params: list[Any] = [*enc.values(), name]
+        if only_if_status:
+            sql += f" AND status IN ({', '.join('?' * len(only_if_status))})"
+            params += list(only_if_status)
         with self._write() as c:
-            return (
-                c.execute(
-                    f"UPDATE deployments SET {sets} WHERE name = ?", [*enc.values(), name]
-                ).rowcount
-                > 0
-            )
+            return c.execute(sql, params).rowcount > 0
 
-    def get_deployment(self, name: str) -> dict[str, Any] | None:
+    def get_deployment(self, name: str) -> DeploymentRecord | None:
         rows = self._read("SELECT * FROM deployments WHERE name = ?", [name])
-        return self._decode(rows[0]) if rows else None
+        return self._decode(DeploymentRecord, rows[0]) if rows else None
 
-    def list_deployments(self) -> list[dict[str, Any]]:
-        return [self._decode(r) for r in self._read("SELECT * FROM deployments ORDER BY created")]  # type: ignore[misc]
+    def list_deployments(self) -> list[DeploymentRecord]:
+        rows = self._read("SELECT * FROM deployments ORDER BY created")
+        return [self._decode(DeploymentRecord, r) for r in rows]  # type: ignore[misc]
 
     def delete_deployment(self, name: str) -> None:
         with self._write() as c:

@@ -15,8 +15,8 @@ from helpers import wait_for
 
 import jupyter_ext
 from jupyter_ext.comparison import Comparison, best_mode, resolve_runs, run_labels
-from jupyter_ext.store import open_store
-from jupyter_ext.training import RunNotFound
+from jupyter_ext.store import RunRecord, open_store
+from jupyter_ext.training.resolve import RunNotFound
 from jupyter_ext.widgets.compare import CompareView
 
 
@@ -31,8 +31,8 @@ def make_run(store, name, experiment="sweep", status="succeeded", hparams=None, 
         for key, values in (metrics or {}).items()
         for step, value in enumerate(values)
     ]
-    store.add_metrics(row["id"], rows)
-    return row["id"]
+    store.add_metrics(row.id, rows)
+    return row.id
 
 
 @pytest.fixture
@@ -56,22 +56,22 @@ def sweep(workspace):
 def test_runs_resolve_by_id_name_experiment_run_and_dataframe(sweep):
     store = open_store()
     by_id = resolve_runs(sweep[0.1])
-    assert [r["id"] for r in by_id] == [sweep[0.1]]
-    assert [r["id"] for r in resolve_runs("lr-0.01")] == [sweep[0.01]]
-    assert [r["id"] for r in resolve_runs("sweep")] == [sweep[0.1], sweep[0.01]]
+    assert [r.id for r in by_id] == [sweep[0.1]]
+    assert [r.id for r in resolve_runs("lr-0.01")] == [sweep[0.01]]
+    assert [r.id for r in resolve_runs("sweep")] == [sweep[0.1], sweep[0.01]]
     both = resolve_runs(["baseline", "sweep", "lr-0.1"])  # duplicates dropped, order kept
-    assert [r["id"] for r in both] == [sweep["other"], sweep[0.1], sweep[0.01]]
+    assert [r.id for r in both] == [sweep["other"], sweep[0.1], sweep[0.01]]
     frame = pd.DataFrame({"id": [sweep[0.01], sweep["other"]], "name": ["x", "y"]})
-    assert [r["id"] for r in resolve_runs(frame)] == [sweep[0.01], sweep["other"]]
+    assert [r.id for r in resolve_runs(frame)] == [sweep[0.01], sweep["other"]]
     # a name used twice means the newest run of that name
     newer = make_run(store, "lr-0.1", experiment="rerun")
-    assert [r["id"] for r in resolve_runs("lr-0.1")] == [newer]
+    assert [r.id for r in resolve_runs("lr-0.1")] == [newer]
 
 
 def test_unknown_run_is_refused_with_the_closest_names(sweep):
-    with pytest.raises(RunNotFound, match=r"'lr-0.001'.*closest: .*lr-0\.01"):
+    with pytest.raises(RunNotFound, match=r"'lr-0.001'.*Did you mean: .*lr-0\.01"):
         resolve_runs(["lr-0.1", "lr-0.001"])
-    with pytest.raises(RunNotFound, match=r"runs here: baseline, lr-0\.01, lr-0\.1"):
+    with pytest.raises(RunNotFound, match=r"Runs here: baseline, lr-0\.01, lr-0\.1"):
         resolve_runs("zzzzzz")
     with pytest.raises(ValueError, match="'id' column"):
         resolve_runs(pd.DataFrame({"name": ["lr-0.1"]}))
@@ -114,10 +114,14 @@ def test_summary_has_differing_hparams_and_last_and_best(sweep):
 
 
 def test_labels_name_runs_with_the_hparams_that_differ():
+    def record(id_, **hparams):
+        return RunRecord(id=id_, name="net", experiment="e", status="succeeded", created=0.0,
+                         hparams=hparams)  # fmt: skip
+
     rows = [
-        {"id": "1", "name": "net", "hparams": {"lr": 0.1, "opt": {"name": "sgd"}}},
-        {"id": "2", "name": "net", "hparams": {"lr": 0.01, "opt": {"name": "adam"}}},
-        {"id": "3", "name": "net", "hparams": {"lr": 0.01, "opt": {"name": "adam"}}},
+        record("1", lr=0.1, opt={"name": "sgd"}),
+        record("2", lr=0.01, opt={"name": "adam"}),
+        record("3", lr=0.01, opt={"name": "adam"}),
     ]
     labels = run_labels(rows)
     assert labels["1"] == "net (lr=0.1, opt.name=sgd)"
@@ -238,7 +242,7 @@ def test_bad_arguments_are_refused(sweep):
         jupyter_ext.compare("sweep", refresh_s=0.1)
     with pytest.raises(ValueError, match="unknown x axis 'iterations'"):
         jupyter_ext.compare("sweep", x="iterations")
-    with pytest.raises(RunNotFound, match="closest"):
+    with pytest.raises(RunNotFound, match="Did you mean"):
         jupyter_ext.compare(["lr-0.1", "lr-0.5"])
     with pytest.raises(ValueError, match="no shown run logged 'accuracy'"):
         jupyter_ext.compare("sweep", metrics=["accuracy"])
@@ -247,14 +251,14 @@ def test_bad_arguments_are_refused(sweep):
 def test_reload_lists_runs_created_after_the_view(workspace):
     store = open_store()
     first = store.create_run(name="first", status="succeeded", experiment="e1")
-    store.add_metrics(first["id"], [("val_loss", 0, 0, 1.0, 0.5)])
+    store.add_metrics(first.id, [("val_loss", 0, 0, 1.0, 0.5)])
     view = CompareView(["first"])
     try:
         later = store.create_run(name="later", status="succeeded", experiment="e2")
-        assert later["id"] not in dict(view.run_picker.options).values()
+        assert later.id not in dict(view.run_picker.options).values()
         view.reload_button.click()
-        assert later["id"] in dict(view.run_picker.options).values()
+        assert later.id in dict(view.run_picker.options).values()
         assert "e2" in view.experiment.options
-        assert view.run_picker.value == (first["id"],)  # the choice is kept
+        assert view.run_picker.value == (first.id,)  # the choice is kept
     finally:
         view.close()

@@ -76,7 +76,7 @@ def test_compare_and_import_magics_in_a_kernel(start_kernel, tmp_path):
     k.run("assert set(view.data.key) == {'val_loss'} and view.chart.x_label == 'epoch'").ok()
 
     bad = k.run("%compare old/version_O")
-    assert "UsageError" in bad.text and "closest: old/version_0" in bad.text
+    assert "UsageError" in bad.text and "Did you mean: old/version_0" in bad.text
     bad = k.run("%compare imported --metric val_los")
     assert "UsageError" in bad.text and "Did you mean: val_loss" in bad.text
     bad = k.run("%compare imported --x iterations")

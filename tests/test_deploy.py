@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -23,9 +24,12 @@ from torch import nn
 
 import jupyter_ext
 from jupyter_ext.config import ToolkitConfig
+from jupyter_ext.deployment import targets
 from jupyter_ext.deployment.export import DeployError, ExportError
-from jupyter_ext.deployment.local import PortInUseError, group_members, stop_group
+from jupyter_ext.deployment.local import PortInUseError
 from jupyter_ext.deployment.runtime import ArtifactError, load_predictor
+from jupyter_ext.deployment.targets import DeployOutcome, DeployTarget, Outcome
+from jupyter_ext.procs import group_members, stop_group
 from jupyter_ext.store import open_store
 
 pytestmark = pytest.mark.timeout(240)
@@ -51,9 +55,9 @@ def stop_all(home: Path) -> None:
     """Stop every server the workspace knows of and check its process group is gone."""
     store = open_store(home)
     for r in store.list_deployments():
-        if r["pid"]:
-            stop_group(r["pid"], r["pid_started"])
-            assert group_members(r["pid"]) == [], f"{r['name']} left processes behind"
+        if r.pid:
+            stop_group(r.pid, r.pid_started)
+            assert group_members(r.pid) == [], f"{r.name} left processes behind"
 
 
 @pytest.fixture
@@ -321,6 +325,45 @@ def test_refusals_say_what_would_be_right(ws):
     assert open_store(ws).list_deployments() == []
 
 
+class Manifests(DeployTarget):
+    """A stand-in for a new target (a KServe manifest): it keeps the artifact it is given."""
+
+    name = "manifest"
+
+    def artifact_dir(self, job):
+        return job.home / "manifests" / job.name
+
+    def deploy(self, job, result):
+        if job.name == "refused":
+            return DeployOutcome(
+                Outcome.FAILED, job.name, message="the cluster said no", log_tail="quota exceeded"
+            )
+        record = job.store.upsert_deployment(
+            job.name, target=self.name, status="built", format=result.format,
+            path=str(result.directory),
+        )  # fmt: skip
+        return DeployOutcome(Outcome.BUILT, job.name, record)
+
+    def stop(self, store, record):
+        store.delete_deployment(record.name)
+        return replace(record, status="removed")
+
+
+def test_a_new_target_plugs_in_and_its_failures_are_outcomes(ws, monkeypatch):
+    monkeypatch.setitem(targets._registered, "manifest", Manifests)
+    assert targets.target_names() == ("local", "bundle", "manifest")
+    dep = jupyter_ext.deploy(MLP(), "manifest", name="m1", format="pickle", verbose=False)
+    assert (dep.target, dep.status, dep.format) == ("manifest", "built", "pickle")
+    assert (dep.path / "manifest.json").is_file() and dep.path.parent.name == "manifests"
+    with pytest.raises(DeployError, match="'refused' failed: the cluster said no; its log ends"):
+        jupyter_ext.deploy(MLP(), "manifest", name="refused", format="pickle", verbose=False)
+    assert list(jupyter_ext.deployments(target="manifest").name) == ["m1"]
+    dep.stop()
+    assert dep.status == "removed" and open_store(ws).list_deployments() == []
+    with pytest.raises(ValueError, match="target must be one of local, bundle, manifest"):
+        jupyter_ext.deploy(MLP(), "kserve")
+
+
 class TwoOutputs(nn.Module):
     def forward(self, x):
         return x, x
@@ -498,8 +541,8 @@ def test_a_server_that_cannot_start_fails_the_deploy_with_its_log(ws, tmp_path, 
         jupyter_ext.deploy(Net(3, 2), name="broken", example=torch.randn(2, 3), format="pickle")
     assert "No module named 'only_here'" in str(info.value)
     row = open_store(ws).get_deployment("broken")
-    assert row["status"] == "failed" and "only_here" in row["error"]
-    assert group_members(row["pid"]) == []
+    assert row.status == "failed" and "only_here" in row.error
+    assert group_members(row.pid) == []
 
 
 @pytest.mark.gpu

@@ -13,7 +13,7 @@ from nbclient import NotebookClient
 from test_deploy import stop_all
 
 import jupyter_ext
-from jupyter_ext.deployment.local import group_members
+from jupyter_ext.procs import group_members
 from jupyter_ext.store import open_store
 
 pytestmark = pytest.mark.timeout(300)
@@ -57,14 +57,45 @@ def test_deploy_magics_in_a_kernel(start_kernel, workspace):
             assert expected in k.run(source).text, source
         broken = k.run("%%deploy --name broken\nraise RuntimeError('the cell broke')")
         assert "RuntimeError: the cell broke" in broken.text and "Serving" not in broken.text
-        assert [r["name"] for r in open_store(workspace).list_deployments()] == ["tiny"]
+        assert [r.name for r in open_store(workspace).list_deployments()] == ["tiny"]
 
         row = open_store(workspace).get_deployment("tiny")
         cell = k.run("%undeploy tiny").ok()
-        assert cell.stdout.strip() == f"Stopped tiny; port {row['port']} is free."
-        assert open_store(workspace).get_deployment("tiny")["status"] == "stopped"
-        assert group_members(row["pid"]) == []
+        assert cell.stdout.strip() == f"Stopped tiny; port {row.port} is free."
+        assert open_store(workspace).get_deployment("tiny").status == "stopped"
+        assert group_members(row.pid) == []
         assert k.run("1 + 1").ok().data[0]["text/plain"] == "2"  # the kernel lives on
+    finally:
+        stop_all(workspace)
+
+
+def test_deploy_takes_the_model_the_cell_assigns_or_the_one_named(start_kernel, workspace):
+    k = start_kernel()
+    try:
+        k.run("import torch\nimport jupyter_ext\nmodel = torch.nn.Linear(4, 3)").ok()
+        options = "--example 'torch.randn(2, 4)' --format onnx"
+        # a model left from an earlier cell is not deployed silently
+        stale = k.run(f"%%deploy --name stale {options}\nunrelated = 1")
+        assert "UsageError: the cell does not assign `model`" in stale.text
+        assert "earlier cell" in stale.text and "--model model" in stale.text
+        line = k.run(f"%deploy --name stale {options}")
+        assert "UsageError: %deploy without a cell needs the model named: --model VAR" in line.text
+        both = k.run("%deploy --model model --from-run r")
+        assert "UsageError: --from-run deploys the run's model; leave out --model" in both.text
+        assert "Serving" not in stale.text + line.text + both.text
+        assert open_store(workspace).list_deployments() == []
+        assert k.run("print(len(jupyter_ext.deployments()))").ok().stdout.strip() == "0"
+
+        cell = k.run(f"%%deploy --name chosen --model model {options}\n# on purpose").ok()
+        assert "Serving chosen at http://127.0.0.1:" in cell.text
+        bundle = k.run(f"%deploy --model model --target bundle --name kept {options}").ok()
+        assert "Bundle written to" in bundle.text
+        records = {r.name: r.status for r in open_store(workspace).list_deployments()}
+        assert records == {"chosen": "running", "kept": "built"}
+        running = k.run("%deployments --status running").ok().text
+        assert "chosen" in running and "kept" not in running
+        bad = k.run("%deployments --colour red")
+        assert "UsageError: unrecognized arguments: --colour red" in bad.text
     finally:
         stop_all(workspace)
 
@@ -92,9 +123,9 @@ def test_deploy_example_notebook_runs(workspace, tmp_path):
     assert "422 " in text and "expects [N, 64]" in text
     assert "Dockerfile" in text and "requirements.txt" in text
     assert "Stopped digits; port" in text
-    rows = {r["name"]: r for r in open_store(workspace).list_deployments()}
-    assert rows["digits"]["status"] == "stopped" and "digits-bundle" not in rows
-    assert group_members(rows["digits"]["pid"]) == []
+    rows = {r.name: r for r in open_store(workspace).list_deployments()}
+    assert rows["digits"].status == "stopped" and "digits-bundle" not in rows
+    assert group_members(rows["digits"].pid) == []
 
 
 class Scorer(L.LightningModule):
@@ -124,7 +155,7 @@ def test_deploy_from_a_runs_best_checkpoint(workspace):
     try:
         dep = jupyter_ext.deploy(from_run="scorer", example=torch.randn(2, 4), format="onnx")
         assert dep.name == "scorer" and dep.status == "running"
-        assert open_store(workspace).get_deployment("scorer")["run_id"] == run.id
+        assert open_store(workspace).get_deployment("scorer").run_id == run.id
         trained = run.load_model()
         x = torch.randn(5, 4)
         with torch.no_grad():

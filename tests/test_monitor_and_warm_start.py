@@ -90,7 +90,7 @@ def kernel_with_spare(start_kernel):
     """A kernel with warm start on, once its spare worker is up; returns (kernel, spare pid)."""
     k = start_kernel(warm_start=True)
     cell = k.run(
-        "from jupyter_ext.launchers import get_launcher\nfrom helpers import wait_for\n"
+        "from jupyter_ext.training.launchers import get_launcher\nfrom helpers import wait_for\n"
         "launcher = get_launcher()\nspare = wait_for(lambda: launcher.spares.pid, 30)\nprint(spare)"
     ).ok()
     return k, int(cell.stdout)
@@ -105,7 +105,7 @@ def test_warm_spare_takes_the_run_is_replaced_and_exits_with_its_kernel(start_ke
     ).ok()
     cell = k.run(
         "import jupyter_ext\nr = jupyter_ext.get_run('warm')\n"
-        "assert r.row['launcher'] == 'local (warm)', r.row['launcher']\nassert r.row['pid'] == spare\n"
+        "assert r.row.launcher == 'local (warm)', r.row.launcher\nassert r.row.pid == spare\n"
         "new = wait_for(lambda: launcher.spares.pid not in (None, spare) and launcher.spares.pid, 30)\n"
         "wait_for(lambda: (r.progress['step'] or 0) >= 2, 60)\nprint(new)"
     ).ok()

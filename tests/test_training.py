@@ -14,9 +14,9 @@ from helpers import wait_for
 from tiny_models import Locked, Tiny, loaders
 
 import jupyter_ext
-from jupyter_ext.payload import PayloadError
 from jupyter_ext.store import Store, open_store
-from jupyter_ext.trainer_args import TrainerArgError
+from jupyter_ext.training.payload import PayloadError
+from jupyter_ext.training.trainer_args import TrainerArgError
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -69,7 +69,7 @@ def test_failing_training_step_gives_failed_with_traceback(workspace):
     assert "training_step" in run.error
     # metrics logged before the failure are kept
     assert (run.metrics.key == "train_loss").sum() == 3
-    with pytest.raises(jupyter_ext.training.RunFailed, match="boom"):
+    with pytest.raises(jupyter_ext.training.run.RunFailed, match="boom"):
         run.wait(raise_on_failure=True)
 
 
@@ -117,7 +117,7 @@ def test_sigkilled_worker_becomes_lost_and_keeps_flushed_metrics(workspace):
     # wait until some metrics are flushed to the store
     wait_for(lambda: len(run.metrics) >= 5, timeout=120, what="flushed metrics")
     flushed = len(run.metrics)
-    os.kill(run.row["pid"], signal.SIGKILL)
+    os.kill(run.row.pid, signal.SIGKILL)
     wait_for(lambda: run.status == "lost", timeout=10, what="lost status")
     assert "ended without a word" in run.error
     assert len(run.metrics) >= flushed
@@ -174,7 +174,7 @@ def test_ddp_on_two_cpu_processes_records_metrics_once(workspace):
     # 256 samples / 32 per batch / 2 ranks = 4 steps, each logged once (rank zero only)
     assert sorted(m[m.key == "train_loss"].step) == [0, 1, 2, 3]
     assert (m.key == "val_loss").sum() == 1
-    assert run.row["devices"] == 2 and run.row["strategy"] == "ddp"
+    assert run.row.devices == 2 and run.row.strategy == "ddp"
 
 
 def test_train_magic_in_a_kernel_and_refusals(start_kernel):
@@ -241,11 +241,11 @@ def test_name_used_twice_resolves_to_newest_and_says_so(workspace):
     old = store.create_run(name="twice", created=1.0, status="succeeded")
     new = store.create_run(name="twice", created=2.0, status="succeeded")
     with pytest.warns(
-        UserWarning, match=rf"2 runs are named 'twice'; using the newest \({new['id']}\)"
+        UserWarning, match=rf"2 runs are named 'twice'; using the newest \({new.id}\)"
     ):
-        assert jupyter_ext.get_run("twice").id == new["id"]
-    assert jupyter_ext.get_run(old["id"]).id == old["id"]
-    with pytest.raises(jupyter_ext.training.RunNotFound, match="Did you mean: twice"):
+        assert jupyter_ext.get_run("twice").id == new.id
+    assert jupyter_ext.get_run(old.id).id == old.id
+    with pytest.raises(jupyter_ext.training.run.RunNotFound, match="Did you mean: twice"):
         jupyter_ext.get_run("twise")
 
 
@@ -262,7 +262,7 @@ def test_ddp_on_gpus_records_metrics_once(workspace):
     run.wait(timeout=300, raise_on_failure=True)
     steps = sorted(run.metrics.query("key == 'train_loss'").step)
     assert steps == list(range(512 // 32 // n))
-    assert run.row["gpu_mem_mb"] is not None
+    assert run.row.gpu_mem_mb is not None
 
 
 def test_worker_elsewhere_is_lost_by_stale_heartbeat(workspace):
@@ -278,8 +278,8 @@ def test_worker_elsewhere_is_lost_by_stale_heartbeat(workspace):
     df = jupyter_ext.runs()
     status = dict(zip(df.name, df.status, strict=True))
     assert status == {"far": "lost", "near": "running"}
-    assert re.search(r"no heartbeat for 6\d s", jupyter_ext.get_run(far["id"]).error)
-    assert jupyter_ext.get_run(fresh["id"]).error is None
+    assert re.search(r"no heartbeat for 6\d s", jupyter_ext.get_run(far.id).error)
+    assert jupyter_ext.get_run(fresh.id).error is None
 
 
 def test_users_own_logger_and_callbacks_work_beside_ours(workspace, tmp_path):
@@ -301,7 +301,7 @@ def test_users_own_logger_and_callbacks_work_beside_ours(workspace, tmp_path):
 
 
 def test_ckpt_path_flag_passes_through_to_fit():
-    from jupyter_ext.trainer_args import parse_flags
+    from jupyter_ext.training.trainer_args import parse_flags
 
     assert parse_flags(["--ckpt-path", "last.ckpt", "--max-epochs", "2"]) == {
         "ckpt_path": "last.ckpt",

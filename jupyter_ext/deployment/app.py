@@ -1,10 +1,10 @@
 """The default serving engine: one FastAPI app on uvicorn, one process.
 
 Routes: ``POST /predict`` and the Open Inference Protocol (KServe v2) REST endpoints. The
-handlers read the raw body and hand it to :mod:`.protocol` (no pydantic model per request:
-the protocol validates with messages that say what was expected, and it is the same code
-LitServe and bundles use). The model runs inline in the ``async`` handler: for the small
-models this serves, a thread hop costs more than the predict itself.
+handlers read the raw body and hand it to :mod:`.protocol` (not to FastAPI's body models:
+the protocol validates with messages that say what was expected, in ``{"error": ...}``,
+and it is the same code LitServe and bundles use). The model runs inline in the ``async``
+handler: for the small models this serves, a thread hop costs more than the predict itself.
 
 Health endpoints answer without an API key (container and load-balancer probes have none);
 everything else requires it when the server has one.
@@ -47,14 +47,28 @@ def create_app(
         >>> app = create_app(lambda x: x * 2, spec)  # doctest: +SKIP
         >>> uvicorn.run(app, host="127.0.0.1", port=8080)  # doctest: +SKIP
     """
+    app = _new_app(spec, key_hash)
+    _add_error_handlers(app, spec)
+    # the hot routes first: a request is matched against the routes in order
+    _add_inference_routes(app, predict, spec, key_hash, max_body_bytes)
+    _add_health_routes(app)
+    _add_metadata_routes(app, spec, key_hash)
+    return app
+
+
+def _new_app(spec: ModelSpec, key_hash: str | None) -> FastAPI:
     # with a key, the API description is not served either: nothing answers a stranger
     # but the health probes
     docs = {} if key_hash is None else {"docs_url": None, "redoc_url": None, "openapi_url": None}
-    app = FastAPI(
+    return FastAPI(
         title=f"{spec.name} (jupyter-ext)",
         description="POST /predict and the Open Inference Protocol (KServe v2) REST API.",
         **docs,
     )
+
+
+def _add_error_handlers(app: FastAPI, spec: ModelSpec) -> None:
+    """Every error answers ``{"error": ...}`` (the v2 protocol's shape), and is logged."""
 
     @app.exception_handler(ProtocolError)
     async def _protocol_error(request: Request, exc: ProtocolError) -> Response:
@@ -80,8 +94,11 @@ def create_app(
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         return _error(422, str(exc.errors()))
 
-    def auth(request: Request) -> None:
-        protocol.check_api_key(request.headers.get, key_hash)
+
+def _add_inference_routes(
+    app: FastAPI, predict: Any, spec: ModelSpec, key_hash: str | None, max_body_bytes: int
+) -> None:
+    """``POST /predict`` and the v2 infer endpoints: authenticate, read, validate, run."""
 
     async def body(request: Request) -> bytes:
         # not FastAPI's max_body_size: past the limit it answers 413 in plain text, and
@@ -101,17 +118,16 @@ def create_app(
             log.exception("the model failed on a batch of shape %s", list(x.shape))
             raise ProtocolError(500, f"the model raised {type(exc).__name__}: {exc}") from None
 
-    # the hot routes first: a request is matched against the routes in order
     @app.post("/predict")
     async def predict_route(request: Request) -> Response:
-        auth(request)
+        protocol.check_api_key(request.headers.get, key_hash)
         x, batched = protocol.parse_predict(await body(request), spec)
         return Response(protocol.encode_predict(run(x), batched), media_type="application/json")
 
     @app.post("/v2/models/{name}/infer")
     @app.post("/v2/models/{name}/versions/{version}/infer")
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
-        auth(request)
+        protocol.check_api_key(request.headers.get, key_hash)
         protocol.check_model(spec, name, version)
         req = protocol.parse_infer(
             await body(request), request.headers.get("inference-header-content-length"), spec
@@ -119,6 +135,10 @@ def create_app(
         content, headers = protocol.encode_infer(run(req.array), req, spec)
         media = headers.pop("Content-Type")
         return Response(content, headers=headers, media_type=media)
+
+
+def _add_health_routes(app: FastAPI) -> None:
+    """Liveness and readiness: open to all (probes carry no key)."""
 
     @app.get("/v2/health/live")
     async def live() -> Response:
@@ -128,23 +148,25 @@ def create_app(
     async def ready() -> Response:
         return JSONResponse({"ready": True})
 
+
+def _add_metadata_routes(app: FastAPI, spec: ModelSpec, key_hash: str | None) -> None:
+    """Server and model metadata, and model readiness (behind the key, when there is one)."""
+
     @app.get("/v2")
     async def server_metadata(request: Request) -> Response:
-        auth(request)
+        protocol.check_api_key(request.headers.get, key_hash)
         return JSONResponse(protocol.server_metadata(SERVER_VERSION))
 
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")
     async def model_metadata(request: Request, name: str, version: str | None = None) -> Response:
-        auth(request)
+        protocol.check_api_key(request.headers.get, key_hash)
         protocol.check_model(spec, name, version)
         return JSONResponse(spec.metadata())
 
     @app.get("/v2/models/{name}/ready")
     @app.get("/v2/models/{name}/versions/{version}/ready")
     async def model_ready(request: Request, name: str, version: str | None = None) -> Response:
-        auth(request)
+        protocol.check_api_key(request.headers.get, key_hash)
         protocol.check_model(spec, name, version)
         return JSONResponse({"name": spec.name, "ready": True})
-
-    return app

@@ -24,7 +24,15 @@ from typing import Any
 
 from .export import DeployError, ExportResult
 
-PORTABLE = ("protocol.py", "runtime.py", "app.py", "server.py", "litserve_engine.py")
+PORTABLE = (
+    "spec.py",
+    "protocol.py",
+    "v2_infer.py",
+    "runtime.py",
+    "app.py",
+    "server.py",
+    "litserve_engine.py",
+)
 MARKER = ".jupyter-ext-bundle"
 PORT = 8080
 
@@ -131,7 +139,7 @@ def requirements(fmt: str, engine: str, model: Any) -> list[str]:
         >>> requirements("onnx", "fastapi", model)  # doctest: +SKIP
         ['numpy==2.4.6', 'fastapi==0.165.0', 'uvicorn[standard]==0.54.0', 'onnxruntime==1.32.0']
     """
-    dists = ["numpy", "fastapi", "uvicorn"]
+    dists = ["numpy", "fastapi", "pydantic", "uvicorn"]  # pydantic: protocol's v2 models
     if engine == "litserve":
         dists.append("litserve")
     if fmt == "onnx":

@@ -1,23 +1,25 @@
 """``Deployment``: a handle on a deployment recorded in the workspace store.
 
 Any kernel can get one (``jupyter_ext.get_deployment(name)``): everything it knows comes from
-the store, and the status of a local server from whether its process still lives.
+the store, read through :func:`.records.current` (which notices a server that died), and
+stopping goes through the deployment's target, so it works from any kernel.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
-import shutil
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..procs import log_tail
 from .export import DeployError
-from .local import log_tail, stop_group
 from .protocol import API_KEY_HEADER, ModelSpec
+
+if TYPE_CHECKING:
+    from ..store import DeploymentRecord, Store
 
 
 class Deployment:
@@ -34,7 +36,7 @@ class Deployment:
     """
 
     def __init__(
-        self, record: dict[str, Any], *, api_key: str | None = None, home: Path | None = None
+        self, record: DeploymentRecord, *, api_key: str | None = None, home: Path | None = None
     ) -> None:
         self._record = record
         self.api_key = api_key
@@ -42,54 +44,58 @@ class Deployment:
         self._client: Any = None
 
     # -- what the store says --------------------------------------------------------------
-    def _store(self) -> Any:
+    def _store(self) -> Store:
         from ..store import open_store
 
         return open_store(self._home)
 
     def refresh(self) -> Deployment:
-        """Re-read the record from the store (another kernel may have changed it)."""
-        row = self._store().get_deployment(self.name)
-        if row is not None and row["created"] == self._record["created"]:
+        """Re-read the record as it is now (another kernel may have changed it; a server
+        that died is recorded as ``lost``). A record of the same name made later means
+        this deployment was ``replaced``."""
+        from .records import current
+
+        row = current(self._store(), self.name)
+        if row is not None and row.created == self._record.created:
             self._record = row
-        elif row is not None and row["path"] != self._record["path"]:
-            self._record = {**self._record, "status": "replaced"}
+        elif row is not None and row.path != self._record.path:
+            self._record = dataclasses.replace(self._record, status="replaced")
         return self
 
     @property
     def name(self) -> str:
-        return self._record["name"]
+        return self._record.name
 
     @property
     def target(self) -> str:
-        return self._record["target"]
+        return self._record.target
 
     @property
     def engine(self) -> str | None:
-        return self._record.get("engine")
+        return self._record.engine
 
     @property
     def format(self) -> str | None:
-        return self._record.get("format")
+        return self._record.format
 
     @property
     def url(self) -> str | None:
         """Base URL of a local server (``None`` for a bundle)."""
-        return self._record.get("url")
+        return self._record.url
 
     @property
     def path(self) -> Path:
         """The artifact directory (local) or the bundle directory."""
-        return Path(self._record["path"])
+        return Path(self._record.path or "")
 
     @property
     def pid(self) -> int | None:
-        return self._record.get("pid")
+        return self._record.pid
 
     @property
     def info(self) -> dict[str, Any]:
         """Details: export reason and timings, parity, health-check time, input spec."""
-        return dict(self._record.get("info") or {})
+        return dict(self._record.info or {})
 
     @property
     def spec(self) -> ModelSpec:
@@ -107,22 +113,13 @@ class Deployment:
 
     @property
     def error(self) -> str | None:
-        return self._record.get("error")
+        return self._record.error
 
     @property
     def status(self) -> str:
         """``running``, ``starting``, ``stopped``, ``failed``, ``lost`` (its process died
         without being stopped), ``replaced`` (redeployed under this name), or ``built``."""
-        from ..store import process_alive
-
-        self.refresh()
-        status = self._record["status"]
-        if status in ("running", "starting") and not process_alive(
-            self.pid, self._record.get("pid_started")
-        ):
-            status = mark_lost(self._store(), self._record)
-            self.refresh()
-        return status
+        return self.refresh()._record.status
 
     # -- actions --------------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
@@ -179,36 +176,32 @@ class Deployment:
 
     def logs(self, tail: int = 200) -> str:
         """The last ``tail`` lines of the server's log (stdout and stderr)."""
-        return log_tail(self._record.get("log_path"), tail)
+        return log_tail(self._record.log_path, tail)
 
     def stop(self) -> None:
         """Stop a local server (its whole process group); the port is free on return.
 
         A bundle has no server: its record is removed from the list (files stay).
         """
-        store = self._store()
+        from .targets import get_target
+
         self.refresh()
-        if self._record.get("status") == "replaced":
-            return
-        if self.target == "bundle":
-            store.delete_deployment(self.name)
-            self._record = {**self._record, "status": "removed"}
-            return
-        stop_group(self.pid, self._record.get("pid_started"))
-        if self._record["status"] in ("running", "starting", "lost"):
-            store.update_deployment(self.name, status="stopped", ended=time.time())
-        self.refresh()
+        if self._record.status == "replaced":
+            return  # the name serves another deployment now: not ours to stop
+        self._record = get_target(self.target).stop(self._store(), self._record)
         if self._client is not None:
             self._client.close()
             self._client = None
 
     def remove(self) -> None:
         """Stop it and forget it: delete the record and a local deployment's artifact dir."""
+        from .targets import get_target
+
         self.stop()
-        self._store().delete_deployment(self.name)
-        if self.target == "local":
-            with contextlib.suppress(OSError):
-                shutil.rmtree(self.path)
+        if self._record.status != "replaced":
+            self._store().delete_deployment(self.name)
+        home = self._home if self._home is not None else self._store().path.parent
+        get_target(self.target).discard(home, self._record)
 
     def __repr__(self) -> str:
         where = self.url if self.target == "local" else str(self.path)
@@ -216,22 +209,3 @@ class Deployment:
             f"Deployment({self.name!r}, target={self.target}, status={self.status}, "
             f"format={self.format}, engine={self.engine}, {where})"
         )
-
-
-def mark_lost(store: Any, record: dict[str, Any]) -> str:
-    """Record that a running server's process is gone; returns the new status.
-
-    Example::
-
-        >>> mark_lost(open_store(), store.get_deployment("mlp"))  # doctest: +SKIP
-        'lost'
-    """
-    if record["status"] == "starting" and not record.get("pid"):
-        return "starting"  # not spawned yet: the deploying kernel owns this state
-    store.update_deployment(
-        record["name"],
-        status="lost",
-        ended=time.time(),
-        error="the server process ended without being stopped (killed, crashed, or reboot)",
-    )
-    return "lost"

@@ -255,7 +255,7 @@ def _write_pickle(model: Any, path: Path) -> None:
     try:
         data = cloudpickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
-        from ..payload import find_unpicklable
+        from ..training.payload import find_unpicklable
 
         found = find_unpicklable(model, "model")
         if found is not None:
@@ -319,7 +319,9 @@ def export_model(
     """Export ``model`` into ``out_dir`` (artifact + manifest) in ``fmt`` or the best format.
 
     ``model`` must already be in eval mode on the CPU and ``example`` a CPU tensor (see
-    :func:`cpu_eval_model`, :func:`as_example`).
+    :func:`cpu_eval_model`, :func:`as_example`). Each candidate format is written, loaded
+    back with the serving runtime and checked against the eager model; ``auto`` then times
+    those that pass and takes the fastest.
 
     Example::
 
@@ -332,99 +334,147 @@ def export_model(
         raise ValueError(f"format must be one of {', '.join(CHOICES)}; got {fmt!r}")
     t_start = time.perf_counter()
     ref = reference_output(model, example)
-    ref_np = ref.numpy()
-    x_np = example.numpy()
-    wanted = list(FORMATS) if fmt == "auto" else [fmt]
     staging = out_dir.parent / f".{out_dir.name}.export-{uuid.uuid4().hex[:6]}"
-    failures: dict[str, str] = {}
-    passed: dict[str, tuple[Any, float]] = {}  # format -> (predictor, max_abs_diff)
-    program = None
-    program_error: str | None = None
     try:
-        for f in wanted:
-            cand = staging / f
-            cand.mkdir(parents=True)
-            path = cand / ARTIFACTS[f]
-            try:
-                if f in ("pt2", "onnx"):
-                    if program is None and program_error is None:
-                        try:
-                            program = export_program(model, example)
-                        except Exception as exc:
-                            program_error = _short(exc)
-                    if program is None:
-                        raise DeployError(f"torch.export failed: {program_error}")
-                    if f == "pt2":
-                        _write_pt2(program, path)
-                    else:
-                        _write_onnx(program, model, example, path)
-                else:
-                    _write_pickle(model, path)
-                spec = make_spec(name, example, ref, f)
-                Manifest(f, path.name, sha256_file(path), spec, api_key_hash).write(cand)
-                with _quiet():
-                    predictor = load_predictor(cand, trusted_root=staging)
-                    out = predictor(x_np)
-            except Exception as exc:
-                failures[f] = str(exc) if isinstance(exc, DeployError) else _short(exc)
-                continue
-            diff = max_abs_diff(out, ref_np)
-            if not within(out, ref_np, tolerance):
-                failures[f] = (
-                    f"parity failed: max |diff| {diff:.3g} against the eager model exceeds the "
-                    f"tolerance {tolerance:g}"
-                )
-                continue
-            passed[f] = (predictor, diff)
-
+        writer = _Writer(model, example, ref, staging, name, api_key_hash)
+        wanted = list(FORMATS) if fmt == "auto" else [fmt]
+        passed, failures = _check_candidates(writer, wanted, tolerance)
         if not passed:
-            lines = "\n".join(f"  - {f}: {why}" for f, why in failures.items())
-            what = "in any format" if fmt == "auto" else f"as {fmt}"
-            hint = "" if fmt == "auto" else " Try --format auto (or another --format)."
-            raise ExportError(
-                f"could not export {type(model).__name__} {what}:\n{lines}\n{hint}".rstrip(),
-                failures,
-            )
-        timings: dict[str, float] = {}
-        if fmt == "auto":
-            for f, (predictor, _) in passed.items():
-                timings[f] = round(_time_us(predictor, x_np), 1)
+            raise _no_format(model, fmt, failures)
+        timings = _time_candidates(passed, example) if fmt == "auto" else {}
         chosen = min(passed, key=lambda f: timings.get(f, 0.0))
-        if fmt == "auto":
-            ranked = ", ".join(f"{f} {timings[f]:.0f} us" for f in sorted(timings, key=timings.get))
-            reason = (
-                f"auto: {chosen} is the fastest format passing parity on the example "
-                f"(batch {example.shape[0]}: {ranked})"
-            )
-            if failures:
-                reason += "; not usable: " + "; ".join(f"{f} ({w})" for f, w in failures.items())
-        else:
-            reason = f"{chosen}: as requested"
+        reason = _reason(fmt, chosen, timings, failures, example)
         diff = passed[chosen][1]
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        shutil.move(str(staging / chosen), str(out_dir))
-        manifest = Manifest.read(out_dir)
-        manifest.extra = {
-            "reason": reason,
-            "timings_us": timings,
-            "max_abs_diff": diff,
-            "tolerance": tolerance,
-            "model_class": type(model).__qualname__,
-            "example_shape": list(example.shape),
-            "failures": failures,
-            **(extra or {}),
-        }
-        manifest.write(out_dir)
-        return ExportResult(
-            chosen,
+        manifest = _install(
+            staging / chosen,
             out_dir,
-            manifest.spec,
-            diff,
-            reason,
-            timings,
-            failures,
-            time.perf_counter() - t_start,
+            {
+                "reason": reason,
+                "timings_us": timings,
+                "max_abs_diff": diff,
+                "tolerance": tolerance,
+                "model_class": type(model).__qualname__,
+                "example_shape": list(example.shape),
+                "failures": failures,
+                **(extra or {}),
+            },
         )
+        return ExportResult(
+            chosen, out_dir, manifest.spec, diff, reason, timings, failures,
+            time.perf_counter() - t_start,
+        )  # fmt: skip
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@dataclass
+class _Writer:
+    """Writes one candidate artifact per format into ``staging/<format>/``.
+
+    pt2 and onnx both start from one ``torch.export`` program, traced once (or failed
+    once) for all of them.
+    """
+
+    model: Any
+    example: Any
+    reference: Any
+    staging: Path
+    name: str
+    api_key_hash: str | None
+    _program: Any = None
+    _program_error: str | None = None
+
+    def program(self) -> Any:
+        if self._program is None and self._program_error is None:
+            try:
+                self._program = export_program(self.model, self.example)
+            except Exception as exc:
+                self._program_error = _short(exc)
+        if self._program is None:
+            raise DeployError(f"torch.export failed: {self._program_error}")
+        return self._program
+
+    def write(self, fmt: str) -> Path:
+        """The candidate's directory, with its artifact and manifest."""
+        directory = self.staging / fmt
+        directory.mkdir(parents=True)
+        path = directory / ARTIFACTS[fmt]
+        if fmt == "pt2":
+            _write_pt2(self.program(), path)
+        elif fmt == "onnx":
+            _write_onnx(self.program(), self.model, self.example, path)
+        else:
+            _write_pickle(self.model, path)
+        spec = make_spec(self.name, self.example, self.reference, fmt)
+        Manifest(fmt, path.name, sha256_file(path), spec, self.api_key_hash).write(directory)
+        return directory
+
+
+def _check_candidates(
+    writer: _Writer, wanted: list[str], tolerance: float
+) -> tuple[dict[str, tuple[Any, float]], dict[str, str]]:
+    """``(passed, failures)``: format -> (predictor, max |diff|) for each format whose
+    artifact, loaded as it will be served, matches the eager model; format -> why not."""
+    ref_np = writer.reference.numpy()
+    x_np = writer.example.numpy()
+    passed: dict[str, tuple[Any, float]] = {}
+    failures: dict[str, str] = {}
+    for f in wanted:
+        try:
+            directory = writer.write(f)
+            with _quiet():
+                predictor = load_predictor(directory, trusted_root=writer.staging)
+                out = predictor(x_np)
+        except Exception as exc:
+            failures[f] = str(exc) if isinstance(exc, DeployError) else _short(exc)
+            continue
+        diff = max_abs_diff(out, ref_np)
+        if not within(out, ref_np, tolerance):
+            failures[f] = (
+                f"parity failed: max |diff| {diff:.3g} against the eager model exceeds the "
+                f"tolerance {tolerance:g}"
+            )
+            continue
+        passed[f] = (predictor, diff)
+    return passed, failures
+
+
+def _no_format(model: Any, fmt: str, failures: dict[str, str]) -> ExportError:
+    lines = "\n".join(f"  - {f}: {why}" for f, why in failures.items())
+    what = "in any format" if fmt == "auto" else f"as {fmt}"
+    hint = "" if fmt == "auto" else " Try --format auto (or another --format)."
+    return ExportError(
+        f"could not export {type(model).__name__} {what}:\n{lines}\n{hint}".rstrip(), failures
+    )
+
+
+def _time_candidates(passed: dict[str, tuple[Any, float]], example: Any) -> dict[str, float]:
+    x_np = example.numpy()
+    return {f: round(_time_us(predictor, x_np), 1) for f, (predictor, _) in passed.items()}
+
+
+def _reason(
+    fmt: str, chosen: str, timings: dict[str, float], failures: dict[str, str], example: Any
+) -> str:
+    """Why ``chosen`` is served, as the deployment reports it."""
+    if fmt != "auto":
+        return f"{chosen}: as requested"
+    ranked = ", ".join(f"{f} {timings[f]:.0f} us" for f in sorted(timings, key=timings.get))
+    reason = (
+        f"auto: {chosen} is the fastest format passing parity on the example "
+        f"(batch {example.shape[0]}: {ranked})"
+    )
+    if failures:
+        reason += "; not usable: " + "; ".join(f"{f} ({w})" for f, w in failures.items())
+    return reason
+
+
+def _install(candidate: Path, out_dir: Path, extra: dict[str, Any]) -> Manifest:
+    """Move the chosen candidate to ``out_dir`` and record how it was chosen."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    shutil.move(str(candidate), str(out_dir))
+    manifest = Manifest.read(out_dir)
+    manifest.extra = extra
+    manifest.write(out_dir)
+    return manifest

@@ -1,4 +1,7 @@
-"""Target ``local``: a serving process on this machine, started, health-checked and stopped.
+"""Serving processes on this machine: ports, start, health check, stop.
+
+The mechanics under the ``local`` target (:mod:`.targets.local`, which decides when to use
+them); process groups and their stopping are :mod:`jupyter_ext.procs`'s.
 
 The server runs ``python -m jupyter_ext.deployment.server`` in its own session (so its own
 process group): it outlives the kernel, and stopping it signals the whole group, which is
@@ -13,19 +16,19 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..procs import log_tail, stop_group, track
 from .export import DeployError
-from .server import KEY_ENV
+from .server import KEY_ENV, is_loopback
 
 SERVER_MODULE = "jupyter_ext.deployment.server"
-# Popen objects of servers this process started, so stopped ones get reaped (no zombies)
-_children: dict[int, subprocess.Popen] = {}
+LOG_LINES = 30  # lines of a server's log quoted when it fails to start
 
 
 class PortInUseError(DeployError):
@@ -41,6 +44,19 @@ def bind_host(host: str) -> str:
         '127.0.0.1'
     """
     return "127.0.0.1" if host == "localhost" else host
+
+
+def server_url(host: str, port: int) -> str:
+    """The URL clients of this machine use for a server bound to ``host:port`` (a
+    wildcard or external address is reached through 127.0.0.1).
+
+    Example::
+
+        >>> server_url("0.0.0.0", 8080), server_url("::1", 8080)
+        ('http://127.0.0.1:8080', 'http://[::1]:8080')
+    """
+    url_host = "127.0.0.1" if not is_loopback(host) or host == "localhost" else host
+    return f"http://{url_host if ':' not in url_host else f'[{url_host}]'}:{port}"
 
 
 def _holder(port: int) -> str:
@@ -147,36 +163,47 @@ def spawn(
             start_new_session=True,
             pass_fds=pass_fds,
         )
-    _children[proc.pid] = proc
-    return proc
+    return track(proc)  # so its exit status is collected once it is stopped (no zombie)
 
 
-def log_tail(path: Path | str | None, lines: int = 30) -> str:
-    """The last ``lines`` lines of a log file ('' if there is none).
+@dataclass(frozen=True)
+class Health:
+    """How waiting for a server to become healthy ended.
+
+    ``healthy`` after ``seconds``; otherwise the process exited first (``exit_code``) or
+    the timeout passed, and ``log_tail`` holds what it printed last.
 
     Example::
 
-        >>> log_tail("/nonexistent.log")
-        ''
+        >>> Health(False, 3.0, exit_code=1).describe()
+        'the server exited (code 1) before it was healthy'
     """
-    if not path:
-        return ""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
-            text = fh.read().decode(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+
+    healthy: bool
+    seconds: float
+    exit_code: int | None = None
+    log_tail: str = ""
+
+    @property
+    def timed_out(self) -> bool:
+        return not self.healthy and self.exit_code is None
+
+    def describe(self) -> str:
+        if self.healthy:
+            return f"healthy after {self.seconds:.1f} s"
+        if self.exit_code is not None:
+            return f"the server exited (code {self.exit_code}) before it was healthy"
+        return f"the server was not healthy after {self.seconds:.0f} s"
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 120.0) -> float:
-    """Poll ``/v2/health/ready`` until 200; seconds it took. Fails early if the server exits.
+def wait_healthy(
+    url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 120.0
+) -> Health:
+    """Poll ``/v2/health/ready`` until it answers 200, the process exits, or ``timeout``.
 
     Example::
 
-        >>> wait_healthy("http://127.0.0.1:8080", proc, log_path)  # doctest: +SKIP
+        >>> wait_healthy("http://127.0.0.1:8080", proc, log_path).seconds  # doctest: +SKIP
         0.84
     """
     import httpx
@@ -186,82 +213,28 @@ def wait_healthy(url: str, proc: subprocess.Popen, log_path: Path, timeout: floa
         while True:
             code = proc.poll()
             if code is not None:
-                raise DeployError(
-                    f"the server exited (code {code}) before it was healthy; its log ends with:"
-                    f"\n{log_tail(log_path)}"
-                )
+                tail = log_tail(log_path, LOG_LINES)
+                return Health(False, time.monotonic() - t0, exit_code=code, log_tail=tail)
             with contextlib.suppress(httpx.TransportError):
                 if client.get(f"{url}/v2/health/ready").status_code == 200:
-                    return time.monotonic() - t0
+                    return Health(True, time.monotonic() - t0)
             if time.monotonic() - t0 > timeout:
-                raise DeployError(
-                    f"the server was not healthy after {timeout:.0f} s; its log ends with:\n"
-                    f"{log_tail(log_path)}"
-                )
+                return Health(False, timeout, log_tail=log_tail(log_path, LOG_LINES))
             time.sleep(0.05)  # polling interval of the health check
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group ``pgid``.
+def stop_server(pid: int | None, started: float | None = None) -> bool:
+    """Stop a server's whole process group (SIGTERM, then SIGKILL after the configured
+    ``term_timeout_s``); True if anything was running. Its port is free on return.
 
     Example::
 
-        >>> group_members(deployment.pid)  # doctest: +SKIP
-        [4242, 4250]
-    """
-    import psutil
-
-    found = []
-    for proc in psutil.process_iter(["status"]):
-        try:
-            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
-                found.append(proc.pid)
-        except (ProcessLookupError, PermissionError, psutil.Error):
-            continue
-    return found
-
-
-def _reap(pid: int) -> None:
-    proc = _children.pop(pid, None)
-    if proc is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=1)
-
-
-def _leader_is_ours(pid: int, started: float | None) -> bool:
-    """False when ``pid`` now belongs to another process (the pid was reused)."""
-    from ..store import process_started
-
-    now = process_started(pid)
-    return now is None or started is None or abs(now - started) <= 1.0
-
-
-def stop_group(pid: int | None, started: float | None = None, timeout: float = 10.0) -> bool:
-    """SIGTERM the server's process group, SIGKILL what remains after ``timeout``.
-
-    Returns True if anything was running. The group id is the server's pid (it was started
-    in a new session); with its leader gone, processes left in that group are its children.
-
-    Example::
-
-        >>> stop_group(deployment_pid, started)  # doctest: +SKIP
+        >>> stop_server(record.pid, record.pid_started)  # doctest: +SKIP
         True
     """
-    if not pid:
-        return False
-    if not _leader_is_ours(pid, started) or not group_members(pid):
-        _reap(pid)
-        return False
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if pid in _children:
-                _children[pid].poll()  # reaps the leader once it exits
-            if not group_members(pid):
-                _reap(pid)
-                return True
-            time.sleep(0.05)  # polling interval while the group exits
-    _reap(pid)
-    return True
+    from ..config import get_config
+
+    cfg = get_config()
+    return stop_group(
+        pid, started, term_timeout=cfg.term_timeout_s, kill_timeout=cfg.kill_timeout_s
+    )

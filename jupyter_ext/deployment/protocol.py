@@ -8,7 +8,8 @@ Two dialects over one model with one tensor input and one tensor output:
   (``Inference-Header-Content-Length``), so ``tritonclient.http`` works with its defaults.
 
 Every engine (the FastAPI app, the LitServe gate) and every bundle uses this module, so it
-imports only the standard library and numpy. Bad requests raise :class:`ProtocolError`
+imports only the standard library and numpy (the v2 infer body's pydantic models, in
+:mod:`.v2_infer`, load with the first infer request). Bad requests raise :class:`ProtocolError`
 carrying the HTTP status and a message that says what was expected; the body of an error
 response is ``{"error": message}`` (the v2 protocol's error shape).
 """
@@ -26,141 +27,13 @@ from typing import Any
 
 import numpy as np
 
-#: KServe v2 datatype -> numpy dtype (BYTES and BF16 have no numpy tensor form here)
-DATATYPES: dict[str, str] = {
-    "BOOL": "bool",
-    "UINT8": "uint8",
-    "UINT16": "uint16",
-    "UINT32": "uint32",
-    "UINT64": "uint64",
-    "INT8": "int8",
-    "INT16": "int16",
-    "INT32": "int32",
-    "INT64": "int64",
-    "FP16": "float16",
-    "FP32": "float32",
-    "FP64": "float64",
-}
-_BY_NUMPY = {v: k for k, v in DATATYPES.items()}
+from .spec import DATATYPES, ModelSpec, ProtocolError, TensorSpec, datatype_of
+
+__all__ = ["DATATYPES", "ModelSpec", "ProtocolError", "TensorSpec", "datatype_of"]
 
 API_KEY_HEADER = "x-api-key"
 SERVER_NAME = "jupyter-ext"
 PROTOCOL_VERSION = "2"
-
-
-class ProtocolError(Exception):
-    """A request the server refuses: ``status`` is the HTTP code, ``message`` says why.
-
-    Example::
-
-        >>> err = ProtocolError(422, "inputs has shape [2]; expected [N, 13]")
-        >>> err.body()
-        b'{"error": "inputs has shape [2]; expected [N, 13]"}'
-    """
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-    def body(self) -> bytes:
-        return json.dumps({"error": self.message}).encode()
-
-
-def datatype_of(dtype: Any) -> str:
-    """The KServe v2 datatype name of a numpy (or torch, via its name) dtype.
-
-    Example::
-
-        >>> datatype_of(np.float32)
-        'FP32'
-    """
-    text = str(dtype)
-    if text.startswith("torch."):
-        name = text[len("torch.") :]
-    else:
-        try:
-            name = np.dtype(dtype).name
-        except TypeError:
-            name = text
-    if name not in _BY_NUMPY:
-        raise ValueError(
-            f"dtype {dtype} cannot be served; use one of {', '.join(sorted(_BY_NUMPY))}"
-        )
-    return _BY_NUMPY[name]
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One tensor of the model: name, v2 datatype and shape (-1: any size, the batch)."""
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(DATATYPES[self.datatype])
-
-    def shape_text(self, shape: tuple[int, ...] | None = None) -> str:
-        dims = self.shape if shape is None else shape
-        return "[" + ", ".join("N" if d == -1 else str(d) for d in dims) + "]"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> TensorSpec:
-        return cls(d["name"], d["datatype"], tuple(int(s) for s in d["shape"]))
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What a deployed model accepts and returns, as the server advertises it.
-
-    Example::
-
-        >>> spec = ModelSpec("mlp", TensorSpec("input", "FP32", (-1, 13)),
-        ...                  TensorSpec("output", "FP32", (-1, 3)), "onnxruntime_onnx")
-        >>> spec.metadata()["inputs"]
-        [{'name': 'input', 'datatype': 'FP32', 'shape': [-1, 13]}]
-    """
-
-    name: str
-    input: TensorSpec
-    output: TensorSpec
-    platform: str
-    version: str = "1"
-
-    def metadata(self) -> dict[str, Any]:
-        """The v2 model metadata response."""
-        return {
-            "name": self.name,
-            "versions": [self.version],
-            "platform": self.platform,
-            "inputs": [self.input.to_json()],
-            "outputs": [self.output.to_json()],
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "platform": self.platform,
-            "input": self.input.to_json(),
-            "output": self.output.to_json(),
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> ModelSpec:
-        return cls(
-            d["name"],
-            TensorSpec.from_json(d["input"]),
-            TensorSpec.from_json(d["output"]),
-            d["platform"],
-            d.get("version", "1"),
-        )
 
 
 # -- authentication -------------------------------------------------------------------------
@@ -411,21 +284,11 @@ class InferRequest:
     output_params: dict[str, Any] = field(default_factory=dict)
 
 
-def _infer_hint(spec: ModelSpec) -> str:
-    t = spec.input
-    return (
-        '{"inputs": [{"name": "'
-        + t.name
-        + '", "shape": '
-        + t.shape_text()
-        + ', "datatype": "'
-        + t.datatype
-        + '", "data": [...]}]}'
-    )
-
-
 def parse_infer(body: bytes, header_length: str | None, spec: ModelSpec) -> InferRequest:
     """Parse a v2 infer body (JSON, or JSON + binary tensors) into an :class:`InferRequest`.
+
+    The structure is validated by :mod:`.v2_infer`'s pydantic models; the tensor is then
+    checked against ``spec`` (name, datatype, shape, values).
 
     Example::
 
@@ -436,104 +299,99 @@ def parse_infer(body: bytes, header_length: str | None, spec: ModelSpec) -> Infe
         >>> parse_infer(body, None, spec).array
         array([[1., 2.]], dtype=float32)
     """
-    hint = _infer_hint(spec)
-    binary = b""
-    if header_length is not None:
-        try:
-            n = int(header_length)
-        except ValueError:
-            n = -1
-        if not 0 <= n <= len(body):
-            raise ProtocolError(
-                400,
-                f"Inference-Header-Content-Length {header_length!r} must be the byte length of "
-                f"the JSON part of the body (0..{len(body)})",
-            )
-        body, binary = body[:n], body[n:]
-    doc = _load_json(body, hint)
-    if not isinstance(doc, dict):
-        raise ProtocolError(400, f"the body must be a JSON object like {hint}")
-    inputs = doc.get("inputs")
-    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
-        got = "missing" if inputs is None else f"{type(inputs).__name__}"
-        if isinstance(inputs, list):
-            got = f"a list of {len(inputs)}"
-        raise ProtocolError(
-            400, f'"inputs" must be a list with the model\'s one input tensor ({got}); send {hint}'
-        )
-    t = inputs[0]
-    want = spec.input
-    if t.get("name") != want.name:
-        raise ProtocolError(
-            400, f"unknown input {t.get('name')!r}: this model has one input named {want.name!r}"
-        )
-    if t.get("datatype") != want.datatype:
-        raise ProtocolError(
-            422,
-            f"input {want.name!r} has datatype {t.get('datatype')!r}; this model expects "
-            f"{want.datatype!r}",
-        )
-    shape = t.get("shape")
-    if (
-        not isinstance(shape, list)
-        or not shape
-        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
-    ):
+    from . import v2_infer
+
+    json_part, binary = _split_body(body, header_length)
+    req = v2_infer.validate(_load_json(json_part, v2_infer.infer_hint(spec)), spec)
+    tensor = req.inputs[0]
+    _check_input(tensor, spec)
+    if tensor.parameters is not None and tensor.parameters.binary_data_size is not None:
+        arr = _binary_input(tensor, binary, header_length is not None, spec)
+    else:
+        arr = _json_input(tensor, spec)
+    arr, _ = check_shape(arr, spec.input, f"input {spec.input.name!r}", allow_single=False)
+    rid = req.id
+    return InferRequest(arr, None if rid is None else str(rid), _binary_output(req, spec))
+
+
+def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    """``(json, binary)``: the parts of a body with Triton's binary tensor extension."""
+    if header_length is None:
+        return body, b""
+    try:
+        n = int(header_length)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= len(body):
         raise ProtocolError(
             400,
-            f'input {want.name!r} needs "shape", a list of non-negative integers like '
-            f"{want.shape_text()} (got {shape!r})",
+            f"Inference-Header-Content-Length {header_length!r} must be the byte length of "
+            f"the JSON part of the body (0..{len(body)})",
         )
-    count = math.prod(shape)
-    params = t.get("parameters") or {}
-    size = params.get("binary_data_size") if isinstance(params, dict) else None
-    if size is not None:
-        if header_length is None:
-            raise ProtocolError(
-                400, "binary_data_size was given without an Inference-Header-Content-Length header"
-            )
-        expected = count * want.dtype.itemsize
-        if size != expected or len(binary) != size:
-            raise ProtocolError(
-                400,
-                f"binary data of input {want.name!r} must be {expected} bytes for shape {shape} "
-                f"of {want.datatype} (binary_data_size {size}, {len(binary)} bytes received)",
-            )
-        arr = np.frombuffer(binary, dtype=want.dtype).reshape(shape)
-    else:
-        if "data" not in t:
-            raise ProtocolError(400, f'input {want.name!r} has no "data"; send {hint}')
-        arr = to_array(t["data"], want, f'"data" of input {want.name!r}')
-        if arr.size != count:
-            raise ProtocolError(
-                422,
-                f'"data" of input {want.name!r} has {arr.size} values but "shape" {shape} needs '
-                f"{count}",
-            )
-        arr = arr.reshape(shape)
-    arr, _ = check_shape(arr, want, f"input {want.name!r}", allow_single=False)
+    return body[:n], body[n:]
 
-    binary_out = False
-    req_params = doc.get("parameters") or {}
-    if isinstance(req_params, dict):
-        binary_out = bool(req_params.get("binary_data_output", False))
-    outputs = doc.get("outputs")
-    if outputs is not None:
-        if not isinstance(outputs, list):
-            raise ProtocolError(400, '"outputs" must be a list of {"name": ...} objects')
-        for o in outputs:
-            if not isinstance(o, dict) or o.get("name") != spec.output.name:
-                name = o.get("name") if isinstance(o, dict) else o
-                raise ProtocolError(
-                    400,
-                    f"unknown output {name!r}: this model has one output named "
-                    f"{spec.output.name!r}",
-                )
-            oparams = o.get("parameters") or {}
-            if isinstance(oparams, dict) and "binary_data" in oparams:
-                binary_out = bool(oparams["binary_data"])
-    rid = doc.get("id")
-    return InferRequest(arr, None if rid is None else str(rid), binary_out)
+
+def _check_input(tensor: Any, spec: ModelSpec) -> None:
+    want = spec.input
+    if tensor.name != want.name:
+        raise ProtocolError(
+            400, f"unknown input {tensor.name!r}: this model has one input named {want.name!r}"
+        )
+    if tensor.datatype != want.datatype:
+        raise ProtocolError(
+            422,
+            f"input {want.name!r} has datatype {tensor.datatype!r}; this model expects "
+            f"{want.datatype!r}",
+        )
+
+
+def _binary_input(tensor: Any, binary: bytes, has_header: bool, spec: ModelSpec) -> np.ndarray:
+    want = spec.input
+    if not has_header:
+        raise ProtocolError(
+            400, "binary_data_size was given without an Inference-Header-Content-Length header"
+        )
+    size = tensor.parameters.binary_data_size
+    expected = math.prod(tensor.shape) * want.dtype.itemsize
+    if size != expected or len(binary) != size:
+        raise ProtocolError(
+            400,
+            f"binary data of input {want.name!r} must be {expected} bytes for shape "
+            f"{tensor.shape} of {want.datatype} (binary_data_size {size}, {len(binary)} bytes "
+            "received)",
+        )
+    return np.frombuffer(binary, dtype=want.dtype).reshape(tensor.shape)
+
+
+def _json_input(tensor: Any, spec: ModelSpec) -> np.ndarray:
+    from .v2_infer import infer_hint
+
+    want = spec.input
+    if "data" not in tensor.model_fields_set:
+        raise ProtocolError(400, f'input {want.name!r} has no "data"; send {infer_hint(spec)}')
+    arr = to_array(tensor.data, want, f'"data" of input {want.name!r}')
+    count = math.prod(tensor.shape)
+    if arr.size != count:
+        raise ProtocolError(
+            422,
+            f'"data" of input {want.name!r} has {arr.size} values but "shape" {tensor.shape} '
+            f"needs {count}",
+        )
+    return arr.reshape(tensor.shape)
+
+
+def _binary_output(req: Any, spec: ModelSpec) -> bool:
+    """Whether the answer carries the output as binary (asked for by the request or by
+    the output)."""
+    from .v2_infer import unknown_output
+
+    binary = bool(req.parameters and req.parameters.binary_data_output)
+    for output in req.outputs or ():
+        if output.name != spec.output.name:
+            raise unknown_output(output.name, spec)
+        if output.parameters is not None and output.parameters.binary_data is not None:
+            binary = output.parameters.binary_data
+    return binary
 
 
 def encode_infer(output: np.ndarray, req: InferRequest, spec: ModelSpec) -> tuple[bytes, dict]:

@@ -37,8 +37,8 @@ class CompareMagics(Magics):
         Example: %compare lr-0.1 lr-0.01 --metric val_loss --metric val_acc --x epoch
         The result is the comparison view; `.data` and `.summary` are DataFrames.
         """
-        from ..comparison import compare
-        from ..training import RunNotFound
+        from ..training.resolve import RunNotFound
+        from ..widgets.compare import compare
 
         args = parse(self.compare, line)
         try:

@@ -2,16 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.core.magic_arguments import argument, argument_group, magic_arguments
 
 from ._args import parse
+from ._cell import CellNamespace
 
 # what deploy() raises for input it refuses (and DeployError, added on first use)
 _REFUSALS: tuple[type[BaseException], ...] = (ValueError, TypeError, LookupError, OSError)
+
+# How the model is served: one group, defined once, for every magic that serves a model.
+_SERVING: dict[str, dict[str, Any]] = {
+    "--engine": {"choices": ["fastapi", "litserve"], "default": "fastapi"},
+    "--workers": {"type": int, "default": 1, "help": "litserve: workers per device"},
+    "--max-batch-size": {"type": int, "default": 1, "help": "litserve: request batching"},
+    "--batch-timeout": {"type": float, "default": 0.0, "help": "litserve: batch wait (s)"},
+    "--threads": {"type": int, "help": "intra-op threads of the model runtime"},
+    "--device": {"default": "cpu", "help": "where the server runs the model: cpu, cuda:N"},
+    "--host": {"default": "127.0.0.1", "help": "local: address to bind"},
+    "--port": {"type": int, "help": "local: port to serve on (default: a free one)"},
+    "--api-key": {"help": "require this key (X-API-Key header)"},
+}
+SERVING_OPTIONS = (
+    argument_group("serving", "How the model is served (a bundle records the engine)."),
+    *(argument(flag, **kwargs) for flag, kwargs in _SERVING.items()),
+)
+# the parsed arguments' names, passed to deploy() as they are
+SERVING_DESTS = tuple(flag[2:].replace("-", "_") for flag in _SERVING)
+
+
+def serving_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add :data:`SERVING_OPTIONS` to a magic, as one group. Put it last among the
+    ``@argument`` lines (an argument group takes the arguments that follow it).
+
+    Example::
+
+        >>> @magic_arguments()  # doctest: +SKIP
+        ... @argument("--name")
+        ... @serving_options
+        ... @line_cell_magic
+        ... def deploy(self, line, cell=None): ...
+    """
+    for deco in reversed(SERVING_OPTIONS):  # decorators apply bottom-up
+        func = deco(func)
+    return func
 
 
 def _refusals() -> tuple[type[BaseException], ...]:
@@ -23,64 +61,41 @@ def _refusals() -> tuple[type[BaseException], ...]:
 @magics_class
 class DeployMagics(Magics):
     @magic_arguments()
-    @argument("--target", choices=["local", "bundle"], default="local")
+    @argument("--target", default="local", help="local (a server here) or bundle (a directory)")
     @argument("--name", help="deployment name (default: the model class, lower case)")
-    @argument("--model", help="variable holding the model (default: model)")
+    @argument(
+        "--model",
+        help="deploy this existing variable (default: the `model` the cell assigns)",
+    )
+    @argument("--from-run", dest="from_run", help="deploy this run's best checkpoint")
     @argument(
         "--example",
         help="expression for an example batch, e.g. 'torch.randn(4, 13)' "
         "(default: model.example_input_array)",
     )
     @argument("--format", choices=["auto", "pt2", "onnx", "pickle"], default="auto")
-    @argument("--port", type=int, help="local: port to serve on (default: a free one)")
-    @argument("--host", default="127.0.0.1", help="local: address to bind")
     @argument("--out", help="bundle: directory to write (default: ./NAME_bundle)")
-    @argument("--from-run", dest="from_run", help="deploy this run's best checkpoint")
-    @argument("--engine", choices=["fastapi", "litserve"], default="fastapi")
-    @argument("--api-key", dest="api_key", help="require this key (X-API-Key header)")
-    @argument("--workers", type=int, default=1, help="litserve: workers per device")
-    @argument("--max-batch-size", type=int, default=1, help="litserve: request batching")
-    @argument("--batch-timeout", type=float, default=0.0, help="litserve: batch wait (s)")
-    @argument("--threads", type=int, help="intra-op threads of the model runtime")
-    @argument("--device", default="cpu", help="where the server runs the model: cpu, cuda:N")
     @argument("--tolerance", type=float, default=1e-4, help="parity tolerance")
+    @serving_options
     @line_cell_magic
     def deploy(self, line: str = "", cell: str | None = None) -> Any:
-        """Run the cell, then deploy its `model` to a local server or a bundle.
+        """Run the cell, then deploy the `model` it assigns to a local server or a bundle.
 
         The model is exported (pt2, onnx or pickle; auto picks the fastest that passes the
         parity check), served on 127.0.0.1 and health-checked; the example's answer over
-        HTTP is compared with the in-notebook model's. Example:
+        HTTP is compared with the in-notebook model's. A `model` left from an earlier cell
+        is not taken silently: name it with --model model. Without a cell (%deploy), name
+        the model with --model VAR, or use --from-run RUN. Example:
 
             %%deploy --name iris --example 'torch.randn(4, 4)'
             model = IrisNet().eval()
         """
         args = parse(self.deploy, line)
-        if cell is not None and cell.strip():
-            result = self.shell.run_cell(cell)
-            if not result.success:
-                return None  # the cell's own error is already shown
-        ns = self.shell.user_ns
-        model = None
-        if args.from_run is not None:
-            if args.model:
-                raise UsageError("--from-run deploys the run's model; leave out --model")
-        else:
-            var = args.model or "model"
-            if var not in ns:
-                raise UsageError(
-                    f"no variable `{var}` in the notebook: define it in the cell "
-                    "(model = MyModel(...)), name another with --model VAR, or use --from-run RUN"
-                )
-            model = ns[var]
-        example = None
-        if args.example:
-            try:
-                example = self.shell.ev(args.example)
-            except Exception as exc:
-                raise UsageError(
-                    f"--example {args.example!r} failed: {type(exc).__name__}: {exc}"
-                ) from None
+        ns = CellNamespace(self.shell, action="deployed")
+        if not ns.run(cell):
+            return None  # the cell's own error is already shown; nothing deployed
+        model = self._model(args, ns, cell is not None)
+        example = self._example(args.example)
         from ..deployment.api import deploy
 
         try:
@@ -90,30 +105,59 @@ class DeployMagics(Magics):
                 name=args.name,
                 example=example,
                 format=args.format,
-                port=args.port,
-                host=args.host,
                 out=args.out,
                 from_run=args.from_run,
-                engine=args.engine,
-                api_key=args.api_key,
-                workers=args.workers,
-                max_batch_size=args.max_batch_size,
-                batch_timeout=args.batch_timeout,
-                threads=args.threads,
-                device=args.device,
                 tolerance=args.tolerance,
+                **{dest: getattr(args, dest) for dest in SERVING_DESTS},
             )
         except _refusals() as exc:
             raise UsageError(str(exc)) from None
 
+    def _model(self, args: Any, ns: CellNamespace, has_cell: bool) -> Any:
+        """The model to deploy (None for --from-run): the `model` the cell assigned, or the
+        variable --model names; a `model` left from an earlier cell is refused."""
+        if args.from_run is not None:
+            if args.model:
+                raise UsageError("--from-run deploys the run's model; leave out --model")
+            return None
+        if not has_cell and not args.model:
+            raise UsageError(
+                "%deploy without a cell needs the model named: --model VAR (e.g. --model "
+                "model) or --from-run RUN; or use %%deploy with a cell that assigns `model`"
+            )
+        if args.model and args.model not in ns.ns:
+            raise UsageError(
+                f"no variable `{args.model}` in the notebook: define it in the cell "
+                "(model = MyModel(...)), name another with --model VAR, or use --from-run RUN"
+            )
+        return ns.required("model", args.model, "torch.nn.Module", "--model")
+
+    def _example(self, expression: str | None) -> Any:
+        if not expression:
+            return None
+        try:
+            return self.shell.ev(expression)
+        except Exception as exc:
+            raise UsageError(
+                f"--example {expression!r} failed: {type(exc).__name__}: {exc}"
+            ) from None
+
+    @magic_arguments()
+    @argument("--status", help="only deployments with this status (running, stopped, lost, ...)")
+    @argument("--target", help="only deployments of this target (local, bundle)")
     @line_magic
     def deployments(self, line: str = "") -> Any:
-        """List every deployment of the workspace (name, target, status, url, format, ...)."""
-        if line.strip():
-            raise UsageError("%deployments takes no arguments")
+        """List the deployments of the workspace (name, target, status, url, format, ...).
+
+        Example: %deployments --status running
+        """
+        args = parse(self.deployments, line)
         from ..deployment.api import deployments
 
-        return deployments()
+        try:
+            return deployments(status=args.status, target=args.target)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
     @magic_arguments()
     @argument("names", nargs="+", help="deployment name(s)")

@@ -9,18 +9,20 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from .. import training
-from ..payload import PayloadError
 from ..selector import SelectionError
-from ..trainer_args import TrainerArgError, parse_flags
+from ..training import run as runs_api
+from ..training.payload import PayloadError
+from ..training.resolve import RunNotFound
+from ..training.trainer_args import TrainerArgError
 from . import _on_load
-from ._args import parse, split_known
+from ._args import parse, parse_with_trainer_args
+from ._cell import CellNamespace
 
 
 def _start_spare(ip: Any) -> None:
     """Start the warm spare worker as the extension loads (if configured)."""
     from ..config import get_config
-    from ..launchers import get_launcher
+    from ..training.launchers import get_launcher
 
     if get_config().warm_start:
         get_launcher()
@@ -31,17 +33,6 @@ _on_load.append(_start_spare)
 
 @magics_class
 class TrainingMagics(Magics):
-    def _var(self, name: str, required: bool, what: str, option: str) -> Any:
-        ns = self.shell.user_ns
-        if name in ns:
-            return ns[name]
-        if required:
-            raise UsageError(
-                f"the cell defines no `{name}`: assign your {what} to `{name}`, "
-                f"or name its variable with {option} VAR"
-            )
-        return None
-
     @magic_arguments()
     @argument("--name", help="Run name (default: the model class and a number).")
     @argument("--experiment", help="Experiment to group the run under (default: 'default').")
@@ -60,41 +51,28 @@ class TrainingMagics(Magics):
         --accelerator cpu --devices 2 --strategy ddp; --ckpt-path PATH resumes from a
         checkpoint (Trainer.fit's argument). Unknown ones are refused with the
         closest valid name, before the cell runs. The kernel stays free unless --wait.
-        By default the model is `model`, and `datamodule` if defined, else
-        `train_dataloaders`/`val_dataloaders` if defined.
+        The model is the `model` this cell assigns, and `datamodule` if it assigns one,
+        else `train_dataloaders`/`val_dataloaders` if it assigns them. Objects left by
+        an earlier cell are not taken silently: name them, e.g. --model model.
         """
-        tokens = split_known(line)
-        args, rest = self.train.parser.parse_known_args(tokens)
-        try:
-            trainer_kwargs = parse_flags(rest)
-        except TrainerArgError as exc:
-            raise UsageError(str(exc)) from None
-        result = self.shell.run_cell(cell)
-        if not result.success:
+        args, trainer_kwargs = parse_with_trainer_args(self.train, line)
+        cell_ns = CellNamespace(self.shell)
+        if not cell_ns.run(cell):
             return None  # the cell's own error is already shown; nothing launched
-        model = self._var(args.model or "model", True, "LightningModule", "--model")
-        dm = self._var(
-            args.datamodule or "datamodule",
-            args.datamodule is not None,
-            "LightningDataModule",
-            "--datamodule",
-        )
+        model = cell_ns.required("model", args.model, "LightningModule", "--model")
+        dm = cell_ns.optional("datamodule", args.datamodule, "LightningDataModule", "--datamodule")
         tdl = vdl = None
         if dm is None:
-            tdl = self._var(
-                args.train_dataloaders or "train_dataloaders",
-                args.train_dataloaders is not None,
-                "DataLoader",
-                "--train-dataloaders",
+            tdl = cell_ns.optional(
+                "train_dataloaders", args.train_dataloaders, "DataLoader", "--train-dataloaders"
             )
-            vdl = self._var(
-                args.val_dataloaders or "val_dataloaders",
-                args.val_dataloaders is not None,
-                "DataLoader",
-                "--val-dataloaders",
+            vdl = cell_ns.optional(
+                "val_dataloaders", args.val_dataloaders, "DataLoader", "--val-dataloaders"
             )
+        for note in cell_ns.notes:
+            print(note)
         try:
-            return training.train(
+            return runs_api.train(
                 model,
                 dm,
                 train_dataloaders=tdl,
@@ -117,35 +95,45 @@ class TrainingMagics(Magics):
         """Every run of the workspace as a DataFrame."""
         args = parse(self.runs, line)
         try:
-            return training.runs(experiment=args.experiment, status=args.status)
+            return runs_api.runs(experiment=args.experiment, status=args.status)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
 
-    def _get(self, ref: str) -> training.Run:
-        if not ref.strip():
-            raise UsageError("name a run: its id or its name (see %runs)")
+    @staticmethod
+    def _get(ref: str) -> runs_api.Run:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                run = training.get_run(ref.strip())
-            except training.RunNotFound as exc:
+                run = runs_api.get_run(ref)
+            except RunNotFound as exc:
                 raise UsageError(str(exc)) from None
         for w in caught:
             print(w.message)
         return run
 
+    @magic_arguments()
+    @argument("run", help="the run's id or name (see %runs)")
     @line_magic
     def monitor(self, line: str = "") -> Any:
         """%monitor RUN: the live monitor of a run (by id or name), also after a restart."""
-        return self._get(line)
+        return self._get(parse(self.monitor, line).run)
 
+    @magic_arguments()
+    @argument("run", help="the run's id or name (see %runs)")
+    @argument(
+        "--no-wait",
+        dest="wait",
+        action="store_false",
+        help="ask the worker to stop and return at once (default: wait until it has ended)",
+    )
     @line_magic
     def stop(self, line: str = "") -> None:
         """%stop RUN: stop a run gracefully (last checkpoint kept); waits until it has ended."""
-        run = self._get(line)
+        args = parse(self.stop, line)
+        run = self._get(args.run)
         before = run.status
         if before not in ("queued", "running"):
             print(f"{run.name} ({run.id}) is already {before}")
             return
-        status = run.stop()
+        status = run.stop(wait=args.wait)
         print(f"{run.name} ({run.id}): {status}")

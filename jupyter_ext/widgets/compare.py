@@ -185,10 +185,10 @@ class CompareView(W.VBox):
     def _run_options(self) -> list[tuple[str, str]]:
         exp = self.experiment.value
         rows = self._store.list_runs(experiment=None if exp in (None, _ALL) else exp)
-        listed = {r["id"] for r in rows}
+        listed = {r.id for r in rows}
         # Shown runs stay pickable whatever the filter, so the selection stays valid.
-        rows += [r for r in self.model.rows.values() if r["id"] not in listed]
-        return [(f"{r['name']} · {r['status']} · {r['id']}", r["id"]) for r in rows]
+        rows += [r for r in self.model.rows.values() if r.id not in listed]
+        return [(f"{r.name} · {r.status} · {r.id}", r.id) for r in rows]
 
     def _available_keys(self) -> list[str]:
         keys = {k for run_id in self.model.run_ids for k in self._store.metric_keys(run_id)}
@@ -333,7 +333,7 @@ class CompareView(W.VBox):
 
     def _render_status(self) -> None:
         rows = list(self.model.rows.values())
-        going = [r for r in rows if r["status"] in ACTIVE]
+        going = [r for r in rows if r.status in ACTIVE]
         if going:
             text = (
                 f"<b>live</b>: {len(going)} of {len(rows)} runs still going "
@@ -341,7 +341,7 @@ class CompareView(W.VBox):
             )
         else:
             text = "all shown runs ended: " + ", ".join(
-                f"{html.escape(r['name'])} {r['status']}" for r in rows
+                f"{html.escape(r.name)} {r.status}" for r in rows
             )
         if text != self.status.value:
             self.status.value = text
@@ -357,7 +357,7 @@ class CompareView(W.VBox):
         with self._lock:
             if self.closed:
                 return False
-            before = {i: r["status"] for i, r in self.model.rows.items()}
+            before = {i: r.status for i, r in self.model.rows.items()}
             new = self.model.poll()
             new_keys = self._follow_all and bool(set(self.model.all_keys()) - set(self.metrics))
             if new_keys:
@@ -373,7 +373,7 @@ class CompareView(W.VBox):
                 self.chart.append(points)
                 self._notes()
                 self._render_table()
-            statuses = {i: r["status"] for i, r in self.model.rows.items()}
+            statuses = {i: r.status for i, r in self.model.rows.items()}
             if statuses != before:
                 self._render_status()
                 self._render_table()
@@ -443,3 +443,37 @@ class CompareView(W.VBox):
 
             data["image/png"] = base64.b64encode(self.chart._png()).decode("ascii")
         return data
+
+
+def compare(
+    runs: Any,
+    metrics: str | Sequence[str] | None = None,
+    x: str = "step",
+    *,
+    smoothing: float = 0.0,
+    log_y: bool = False,
+    best: Mapping[str, str] | None = None,
+    refresh_s: float | None = None,
+) -> CompareView:
+    """A live comparison widget of ``runs``: one chart per metric, one colour per run.
+
+    The chart follows runs that are still going (polling the store, at most twice a
+    second) and stops polling once all have ended. ``.data`` is the long DataFrame,
+    ``.summary`` the table of last and best values, ``.save("c.png")`` exports the chart.
+
+    Example::
+
+        >>> import jupyter_ext
+        >>> view = jupyter_ext.compare("sweep", metrics=["val_loss", "val_acc"])  # doctest: +SKIP
+        >>> view.data.groupby(["name", "key"]).value.min()  # doctest: +SKIP
+    """
+    keys = [metrics] if isinstance(metrics, str) else metrics
+    return CompareView(
+        runs,
+        metrics=keys,
+        x=normalise_x(x),
+        smoothing=smoothing,
+        log_y=log_y,
+        best=best,
+        refresh_s=refresh_s,
+    )

@@ -18,12 +18,15 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 
 from ..config import get_config
+from ..metric_names import panel_of
 from ..poller import POLLER
-from ..store import TERMINAL
+from ..procs import log_tail
+from ..store import TERMINAL, RunRecord
+from ..training.frames import log_interval_note, progress_of
 from .chart import LiveChart
 
 if TYPE_CHECKING:
-    from ..training import Run
+    from ..training.run import Run
 
 _COLORS = {
     "queued": "#888",
@@ -33,23 +36,9 @@ _COLORS = {
     "stopped": "#ef6c00",
     "lost": "#6a1b9a",
 }
-_PREFIXES = ("train_", "val_", "valid_", "validation_", "test_", "train/", "val/", "test/")
-_SUFFIXES = ("_step", "_epoch")
 LOG_TAIL_LINES = 15
 
-
-def panel_of(key: str) -> str:
-    """Metrics drawn together: train_loss, val_loss, train_loss_epoch -> 'loss'."""
-    name = key
-    for p in _PREFIXES:
-        if name.startswith(p):
-            name = name[len(p) :]
-            break
-    for s in _SUFFIXES:
-        if name.endswith(s):
-            name = name[: -len(s)]
-            break
-    return name or key
+__all__ = ["RunMonitor", "panel_of"]
 
 
 def _fmt_s(seconds: float | None) -> str:
@@ -59,18 +48,6 @@ def _fmt_s(seconds: float | None) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-
-
-def _tail(path: str, max_bytes: int = 16384) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - max_bytes))
-            data = fh.read().decode(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(data.splitlines()[-LOG_TAIL_LINES:])
 
 
 class RunMonitor(W.VBox):
@@ -140,13 +117,13 @@ class RunMonitor(W.VBox):
             changed |= self._progress(row)
             changed |= self._set(self.system, self._system_html(row))
             changed |= self._logs(row)
-            if row["status"] in TERMINAL:
+            if row.status in TERMINAL:
                 changed |= self._set(self.error, self._error_html(row))
                 self.stop_button.disabled = True
-                self.stop_button.description = "Stopped" if row["status"] == "stopped" else "Stop"
+                self.stop_button.description = "Stopped" if row.status == "stopped" else "Stop"
             if changed:
                 self.updates += 1
-            return row["status"] not in TERMINAL
+            return row.status not in TERMINAL
 
     @staticmethod
     def _set(widget: W.HTML, value: str) -> bool:
@@ -155,35 +132,41 @@ class RunMonitor(W.VBox):
         widget.value = value
         return True
 
-    def _header_html(self, row: dict[str, Any]) -> str:
-        color = _COLORS.get(row["status"], "#333")
-        exp = html.escape(row["experiment"])
+    def _header_html(self, row: RunRecord) -> str:
+        color = _COLORS.get(row.status, "#333")
+        exp = html.escape(row.experiment)
+        note = log_interval_note(row)
+        if note:
+            note = f"<br><span style='color:#666;font-size:90%'>{html.escape(note)}</span>"
         return (
-            f"<b>{html.escape(row['name'])}</b> <code>{row['id']}</code> "
-            f"<span style='color:{color};font-weight:bold'>{row['status']}</span> "
-            f"<span style='color:#666'>experiment {exp} &middot; {row['accelerator']} "
-            f"&times;{row['devices']}</span>"
+            f"<b>{html.escape(row.name)}</b> <code>{row.id}</code> "
+            f"<span style='color:{color};font-weight:bold'>{row.status}</span> "
+            f"<span style='color:#666'>experiment {exp} &middot; {row.accelerator} "
+            f"&times;{row.devices}</span>"
+            + (
+                f"<br><span style='color:#666;font-size:90%'>{html.escape(note)}</span>"
+                if note
+                else ""
+            )
         )
 
-    def _progress(self, row: dict[str, Any]) -> bool:
-        from ..training import progress_of
-
+    def _progress(self, row: RunRecord) -> bool:
         p = progress_of(row)
         frac = p["fraction"] or 0.0
         if abs(self.bar.value - frac) > 1e-9:
             self.bar.value = frac
         color = {"failed": "danger", "lost": "danger", "stopped": "warning", "succeeded": "success"}
-        style = color.get(row["status"], "info")
+        style = color.get(row.status, "info")
         if self.bar.bar_style != style:
             self.bar.bar_style = style
         if p["step"] is None:
-            text = "starting..." if row["status"] in ("queued", "running") else ""
+            text = "starting..." if row.status in ("queued", "running") else ""
         else:
             total = f"/{p['total_steps']}" if p["total_steps"] else ""
             text = f"epoch {p['epoch']} &middot; step {p['step']}{total}"
-            if row["status"] == "running":
+            if row.status == "running":
                 text += f" &middot; ETA {_fmt_s(p['eta_s'])}"
-            started, ended = row.get("started"), row.get("ended") or time.time()
+            started, ended = row.started, row.ended or time.time()
             if started:
                 text += f" &middot; elapsed {_fmt_s(ended - started)}"
         return self._set(self.bar_label, text)
@@ -196,28 +179,28 @@ class RunMonitor(W.VBox):
         return f"<table><tr><th>metric</th><th>latest</th></tr>{cells}</table>"
 
     @staticmethod
-    def _system_html(row: dict[str, Any]) -> str:
-        if row["status"] not in ("running",) or row.get("cpu_pct") is None:
+    def _system_html(row: RunRecord) -> str:
+        if row.status != "running" or row.cpu_pct is None:
             return ""
-        parts = [f"CPU {row['cpu_pct']:.0f}%", f"RAM {row['rss_mb'] or 0:.0f} MiB"]
-        if row.get("gpu_mem_mb") is not None:
-            parts.append(f"GPU mem {row['gpu_mem_mb']:.0f} MiB")
+        parts = [f"CPU {row.cpu_pct:.0f}%", f"RAM {row.rss_mb or 0:.0f} MiB"]
+        if row.gpu_mem_mb is not None:
+            parts.append(f"GPU mem {row.gpu_mem_mb:.0f} MiB")
         return "<span style='color:#666'>worker: " + " &middot; ".join(parts) + "</span>"
 
     @staticmethod
-    def _error_html(row: dict[str, Any]) -> str:
-        if not row.get("error"):
+    def _error_html(row: RunRecord) -> str:
+        if not row.error:
             return ""
         return (
             "<details open><summary style='color:#c62828'><b>"
-            + html.escape(row["status"])
+            + html.escape(row.status)
             + "</b></summary><pre style='white-space:pre-wrap'>"
-            + html.escape(row["error"])
+            + html.escape(row.error)
             + "</pre></details>"
         )
 
-    def _logs(self, row: dict[str, Any]) -> bool:
-        path = os.path.join(row["run_dir"] or "", "worker.log")
+    def _logs(self, row: RunRecord) -> bool:
+        path = os.path.join(row.run_dir or "", "worker.log")
         try:
             st = os.stat(path)
         except OSError:
@@ -226,7 +209,9 @@ class RunMonitor(W.VBox):
         if state == self._log_state:
             return False
         self._log_state = state
-        return self._set(self.log_view, f"<pre>{html.escape(_tail(path))}</pre>")
+        return self._set(
+            self.log_view, f"<pre>{html.escape(log_tail(path, LOG_TAIL_LINES, 16384))}</pre>"
+        )
 
     # -- actions ------------------------------------------------------------------------
     def request_stop(self) -> None:

@@ -16,8 +16,8 @@ ids = []
 for lr in (0.1, 0.01):
     r = st.create_run(name=f"b-lr-{lr}", experiment="browser-sweep", status="running",
                       heartbeat=time.time(), hparams={"lr": lr})
-    ids.append(r["id"])
-    st.add_metrics(r["id"], [("loss", s, 0, time.time(), np.exp(-s * lr)) for s in range(50)])
+    ids.append(r.id)
+    st.add_metrics(r.id, [("loss", s, 0, time.time(), np.exp(-s * lr)) for s in range(50)])
 view = jupyter_ext.compare("browser-sweep")
 view
 """

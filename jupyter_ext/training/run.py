@@ -9,33 +9,35 @@ the same from another kernel or after a restart.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .. import procs, selector
+from ..config import get_config
+from ..store import ACTIVE, STATUSES, TERMINAL, RunRecord, Store, open_store
 from . import payload as payload_mod
-from . import selector
-from .config import get_config
-from .store import ACTIVE, TERMINAL, Store, open_store
+from .frames import describe, duration_s, metrics_frame, progress_of
+from .resolve import RunNotFound, resolve_run
 from .trainer_args import validate as validate_trainer_args
 from .worker import META, PAYLOAD
 
 _SELECTION_KEYS = ("accelerator", "devices", "precision", "strategy")
 
-
-class RunNotFound(LookupError):
-    """No run matches; the message lists the closest names."""
+__all__ = ["LaunchError", "Run", "RunFailed", "RunNotFound", "get_run", "runs", "train"]
 
 
 class RunFailed(RuntimeError):
     """Raised by ``Run.wait(raise_on_failure=True)`` for a failed or lost run."""
+
+
+class LaunchError(OSError):
+    """The run's worker could not be started (the run is recorded as failed)."""
 
 
 class Run:
@@ -58,27 +60,32 @@ class Run:
 
     # -- state, always read from the store ---------------------------------------------
     @property
-    def row(self) -> dict[str, Any]:
-        """The run's store row (all columns), after checking whether its worker is alive."""
-        row = self._store.get_run(self.id)
-        assert row is not None
-        if row["status"] in ACTIVE and self._store.reap_lost(get_config().lost_after_s, [row]):
-            row = self._store.get_run(self.id)
-            assert row is not None
-        return row
+    def row(self) -> RunRecord:
+        """The run's store record, read now (see :func:`current`: a dead worker shows as lost)."""
+        return current(self._store, self.id)
 
     @property
     def name(self) -> str:
-        return self.row["name"]
+        return self.row.name
 
     @property
     def experiment(self) -> str:
-        return self.row["experiment"]
+        return self.row.experiment
 
     @property
     def status(self) -> str:
         """queued, running, succeeded, failed, stopped or lost."""
-        return self.row["status"]
+        return self.row.status
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id (on :attr:`host`), once it has been started."""
+        return self.row.pid
+
+    @property
+    def host(self) -> str | None:
+        """The machine the worker runs on."""
+        return self.row.host
 
     @property
     def done(self) -> bool:
@@ -97,34 +104,28 @@ class Run:
 
     @property
     def hparams(self) -> dict[str, Any]:
-        return self.row["hparams"] or {}
+        return self.row.hparams or {}
 
     @property
     def error(self) -> str | None:
         """The traceback of a failed run (or why a run was lost); None otherwise."""
-        return self.row["error"]
+        return self.row.error
 
     @property
     def best_checkpoint(self) -> str | None:
-        return self.row["best_checkpoint"]
+        return self.row.best_checkpoint
 
     @property
     def last_checkpoint(self) -> str | None:
-        return self.row["last_checkpoint"]
+        return self.row.last_checkpoint
 
     @property
     def run_dir(self) -> Path:
-        return Path(self.row["run_dir"])
+        return Path(self.row.run_dir or "")
 
     def logs(self, tail: int | None = 100) -> str:
         """The worker's stdout/stderr (the last ``tail`` lines; None for all)."""
-        path = self.run_dir / "worker.log"
-        if not path.exists():
-            return ""
-        text = path.read_text(errors="replace")
-        if tail is None:
-            return text
-        return "\n".join(text.splitlines()[-tail:])
+        return procs.log_tail(self.run_dir / "worker.log", tail, max_bytes=1 << 20)
 
     # -- actions ------------------------------------------------------------------------
     def wait(self, timeout: float | None = None, raise_on_failure: bool = False) -> Run:
@@ -146,10 +147,11 @@ class Run:
     def stop(self, wait: bool = True, timeout: float = 60.0) -> str:
         """Stop gracefully: the worker finishes its step, saves ``last.ckpt`` and ends as
         ``stopped``. If it has not ended after ``timeout`` s, its process group is
-        terminated (and killed 10 s later). Returns the final (or current) status."""
+        terminated (and killed ``ToolkitConfig.term_timeout_s`` later). Returns the final
+        (or current) status."""
         row = self.row
-        if row["status"] in TERMINAL:
-            return row["status"]
+        if row.status in TERMINAL:
+            return row.status
         self._store.update_run(self.id, stop_requested=1)
         if not wait:
             return self.status
@@ -160,11 +162,11 @@ class Run:
         from .launchers import get_launcher
 
         launcher = get_launcher()
-        launcher.terminate(row)
+        launcher.terminate(self.row)
         try:
-            return self.wait(timeout=10).status
+            return self.wait(timeout=get_config().term_timeout_s).status
         except TimeoutError:
-            launcher.terminate(row, kill=True)
+            launcher.terminate(self.row, kill=True)
         self._store.update_run(
             self.id,
             only_if_status=(*ACTIVE, "lost"),
@@ -226,7 +228,7 @@ class Run:
     def monitor(self) -> Any:
         """The live monitor widget of this run (the same one each time)."""
         if self._monitor is None or self._monitor.closed:
-            from .widgets.monitor import RunMonitor
+            from ..widgets.monitor import RunMonitor
 
             self._monitor = RunMonitor(self)
         return self._monitor
@@ -236,61 +238,26 @@ class Run:
         return describe(self.row)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from .display import in_kernel
+        from ..display import in_kernel
 
         if not in_kernel():
             return {"text/plain": repr(self)}
         return self.monitor()._repr_mimebundle_(include=include, exclude=exclude)
 
 
-# -- helpers shared with the views ---------------------------------------------------------
-def progress_of(row: dict[str, Any]) -> dict[str, Any]:
-    total, step = row.get("total_steps"), row.get("step")
-    fraction = None
-    if total and step is not None:
-        fraction = min(step / total, 1.0)
-    if row["status"] == "succeeded":
-        fraction = 1.0
-    return {
-        "epoch": row.get("epoch"),
-        "step": step,
-        "total_steps": total,
-        "fraction": fraction,
-        "eta_s": row.get("eta_s") if row["status"] in ACTIVE else None,
-    }
+def current(store: Store, run_id: str) -> RunRecord:
+    """The run's record as it is now: the one read that may write.
 
-
-def metrics_frame(series: dict[str, Any]) -> pd.DataFrame:
-    frames = [
-        pd.DataFrame({"key": k, "step": s.step, "epoch": s.epoch, "time": s.time, "value": s.value})
-        for k, s in series.items()
-        if len(s)
-    ]
-    if not frames:
-        return pd.DataFrame(
-            {
-                "key": pd.Series(dtype=str),
-                "step": pd.Series(dtype="int64"),
-                "epoch": pd.Series(dtype="int64"),
-                "time": pd.Series(dtype=float),
-                "value": pd.Series(dtype=float),
-            }
-        )
-    return pd.concat(frames, ignore_index=True)
-
-
-def _duration(row: dict[str, Any]) -> float | None:
-    start = row.get("started") or row.get("created")
-    end = row.get("ended") or (time.time() if row["status"] in ACTIVE else None)
-    return None if start is None or end is None else end - start
-
-
-def describe(row: dict[str, Any]) -> str:
-    p = progress_of(row)
-    prog = ""
-    if p["step"] is not None:
-        prog = f" step {p['step']}" + (f"/{p['total_steps']}" if p["total_steps"] else "")
-    return f"<Run {row['name']} ({row['id']}) {row['status']}{prog}>"
+    An active run whose local worker died without a word (killed, out of memory) would
+    read as running forever, so this asks :meth:`Store.reap_lost` first and marks it
+    ``lost``. Every view and ``Run`` property reads through here.
+    """
+    row = store.get_run(run_id)
+    if row is None:
+        raise RunNotFound(f"run {run_id!r} was deleted from {store.path}")
+    if row.status in ACTIVE and store.reap_lost(get_config().lost_after_s, [row]):
+        row = store.get_run(run_id) or row
+    return row
 
 
 # -- the API -------------------------------------------------------------------------------
@@ -329,6 +296,8 @@ def train(
     ``precision``/``strategy`` are given here. Returns at once unless ``wait``.
     ``ckpt_path`` resumes from a checkpoint (``Trainer.fit``'s argument), e.g. the
     ``last_checkpoint`` of a stopped run; :meth:`Run.resume` does that for you.
+    Without ``log_every_n_steps`` the worker picks the interval from the run's length,
+    so even a short run records every on-step metric.
 
     Example::
 
@@ -336,6 +305,34 @@ def train(
         >>> run.status  # doctest: +SKIP
         'running'
     """
+    _check_objects(model, datamodule, train_dataloaders, val_dataloaders)
+    validate_trainer_args(trainer_kwargs)
+    ckpt = _check_ckpt_path(ckpt_path)
+    sel = selector.resolve(**{k: v for k, v in trainer_kwargs.items() if k in _SELECTION_KEYS})
+    full_kwargs = {**trainer_kwargs, **sel.trainer_kwargs()}
+    data = payload_mod.dumps(  # fails here, before anything is written or launched
+        {
+            "model": model,
+            "datamodule": datamodule,
+            "train_dataloaders": train_dataloaders,
+            "val_dataloaders": val_dataloaders,
+            "trainer_kwargs": full_kwargs,
+            "ckpt_path": ckpt,
+        }
+    )
+    cfg = get_config()
+    home = cfg.home_path.resolve()
+    store = open_store(home)
+    row = _record(store, model, sel, trainer_kwargs, name, experiment)
+    row = _write_run_dir(store, row, home, data)
+    run = _launch(store, row, home, cfg.heartbeat_s)
+    if wait:
+        run.wait()
+    return run
+
+
+def _check_objects(model: Any, datamodule: Any, train_dl: Any, val_dl: Any) -> None:
+    """Refuse what Trainer.fit would refuse, in the kernel and before anything is written."""
     from lightning.pytorch import LightningDataModule, LightningModule
 
     if not isinstance(model, LightningModule):
@@ -349,42 +346,38 @@ def train(
             f"datamodule must be a LightningDataModule, got {type(datamodule).__name__}; "
             "pass plain DataLoaders as train_dataloaders=/val_dataloaders="
         )
-    if datamodule is not None and (train_dataloaders is not None or val_dataloaders is not None):
+    if datamodule is not None and (train_dl is not None or val_dl is not None):
         raise ValueError("give either datamodule or train_dataloaders/val_dataloaders, not both")
-    if (
-        datamodule is None
-        and train_dataloaders is None
-        and not _overrides(model, "train_dataloader")
-    ):
+    if datamodule is None and train_dl is None and not _overrides(model, "train_dataloader"):
         raise ValueError(
             "no training data: pass datamodule=, or train_dataloaders=, or define "
             "train_dataloader() on the model"
         )
-    validate_trainer_args(trainer_kwargs)
-    if ckpt_path is not None:
-        ckpt_path = Path(ckpt_path).expanduser().resolve()
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(
-                f"ckpt_path {str(ckpt_path)!r} is not a file: give the path of a Lightning "
-                "checkpoint, e.g. run.last_checkpoint of an earlier run"
-            )
-    sel = selector.resolve(**{k: v for k, v in trainer_kwargs.items() if k in _SELECTION_KEYS})
-    full_kwargs = {**trainer_kwargs, **sel.trainer_kwargs()}
-    objects = {
-        "model": model,
-        "datamodule": datamodule,
-        "train_dataloaders": train_dataloaders,
-        "val_dataloaders": val_dataloaders,
-        "trainer_kwargs": full_kwargs,
-        "ckpt_path": None if ckpt_path is None else str(ckpt_path),
-    }
-    data = payload_mod.dumps(objects)  # fails here, before anything is written or launched
 
-    cfg = get_config()
-    home = cfg.home_path.resolve()
-    store = open_store(home)
+
+def _check_ckpt_path(ckpt_path: str | os.PathLike[str] | None) -> str | None:
+    if ckpt_path is None:
+        return None
+    path = Path(ckpt_path).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"ckpt_path {str(path)!r} is not a file: give the path of a Lightning "
+            "checkpoint, e.g. run.last_checkpoint of an earlier run"
+        )
+    return str(path)
+
+
+def _record(
+    store: Store,
+    model: Any,
+    sel: Any,
+    trainer_kwargs: dict[str, Any],
+    name: str | None,
+    experiment: str | None,
+) -> RunRecord:
+    """The run's row, queued."""
     hparams = dict(getattr(model, "hparams", {}) or {})
-    row = store.create_run(
+    return store.create_run(
         name=name or _default_name(store, model),
         experiment=experiment or "default",
         accelerator=sel.accelerator,
@@ -397,37 +390,44 @@ def train(
         notebook=_notebook_path(),
         cwd=os.getcwd(),
         launcher="local",
+        log_every_n_steps=trainer_kwargs.get("log_every_n_steps"),
     )
-    run_dir = home / "runs" / row["id"]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / PAYLOAD).write_bytes(data)
-    (run_dir / META).write_text(json.dumps({"sys_path": [p for p in sys.path if p]}))
-    store.update_run(row["id"], run_dir=str(run_dir))
-    row["run_dir"] = str(run_dir)
 
-    from .launchers import get_launcher
+
+def _write_run_dir(store: Store, row: RunRecord, home: Path, data: bytes) -> RunRecord:
+    """The run directory with the payload (written atomically) and what the worker needs."""
+    run_dir = home / "runs" / row.id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    payload_mod.write(run_dir / PAYLOAD, data)
+    (run_dir / META).write_text(json.dumps({"sys_path": [p for p in sys.path if p]}))
+    store.update_run(row.id, run_dir=str(run_dir))
+    return store.get_run(row.id)  # type: ignore[return-value]
+
+
+def _launch(store: Store, row: RunRecord, home: Path, heartbeat_s: float) -> Run:
+    """Hand the run to this kernel's launcher; a launch that fails marks the run failed."""
+    from .launchers import LaunchFailed, get_launcher
 
     launcher = get_launcher()
     try:
-        launched = launcher.launch(row, home, heartbeat_s=cfg.heartbeat_s)
-    except Exception as exc:
+        outcome = launcher.launch(row, home, heartbeat_s=heartbeat_s)
+    except Exception as exc:  # a backend's bug: still leave the store consistent
+        outcome = LaunchFailed(f"{type(exc).__name__}: {exc}")
+    if isinstance(outcome, LaunchFailed):
         store.update_run(
-            row["id"], status="failed", ended=time.time(), error=f"launch failed: {exc}"
+            row.id, status="failed", ended=time.time(), error=f"launch failed: {outcome.message}"
         )
-        raise
+        raise LaunchError(f"run {row.name} ({row.id}) did not start: {outcome.message}")
     store.update_run(
-        row["id"],
+        row.id,
         only_if_status=("queued",),
-        pid=launched.pid,
-        pid_started=launched.pid_started,
-        host=launched.host,
+        pid=outcome.pid,
+        pid_started=outcome.pid_started,
+        host=outcome.host,
         heartbeat=time.time(),
-        launcher=f"{launcher.name}{' (warm)' if launched.warm else ''}",
+        launcher=f"{launcher.name}{' (warm)' if outcome.warm else ''}",
     )
-    run = Run(row["id"], store)
-    if wait:
-        run.wait()
-    return run
+    return Run(row.id, store)
 
 
 def _overrides(model: Any, hook: str) -> bool:
@@ -455,23 +455,8 @@ def get_run(ref: str | Run) -> Run:
     if isinstance(ref, Run):
         return ref
     store = open_store()
-    ref = str(ref).strip()
-    if store.get_run(ref) is not None:
-        return Run(ref, store)
-    named = store.runs_named(ref)
-    if named:
-        if len(named) > 1:
-            others = ", ".join(r["id"] for r in named[1:])
-            warnings.warn(
-                f"{len(named)} runs are named {ref!r}; using the newest ({named[0]['id']}). "
-                f"Others: {others}. Use an id to pick another.",
-                stacklevel=2,
-            )
-        return Run(named[0]["id"], store)
-    candidates = store.run_names() + [r["id"] for r in store.list_runs()]
-    close = difflib.get_close_matches(ref, candidates, n=3, cutoff=0.4)
-    hint = f" Did you mean: {', '.join(close)}?" if close else " `%runs` lists them."
-    raise RunNotFound(f"no run named or with id {ref!r} in this workspace.{hint}")
+    (record,) = resolve_run(ref, store)
+    return Run(record.id, store)
 
 
 def runs(experiment: str | None = None, status: str | None = None) -> pd.DataFrame:
@@ -481,29 +466,25 @@ def runs(experiment: str | None = None, status: str | None = None) -> pd.DataFra
 
         >>> jupyter_ext.runs(status="running")  # doctest: +SKIP
     """
-    from .store import STATUSES
-
     if status is not None and status not in STATUSES:
         raise ValueError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
     store = open_store()
     store.reap_lost(get_config().lost_after_s)
-    rows = store.list_runs(experiment=experiment, status=status)
     records = []
-    for r in rows:
-        p = progress_of(r)
+    for r in store.list_runs(experiment=experiment, status=status):
         records.append(
             {
-                "id": r["id"],
-                "name": r["name"],
-                "experiment": r["experiment"],
-                "status": r["status"],
-                "progress": p["fraction"],
-                "accelerator": r["accelerator"],
-                "devices": r["devices"],
-                "hparams": r["hparams"],
-                "metrics": store.last_metrics(r["id"]),
-                "created": pd.Timestamp(r["created"], unit="s"),
-                "duration_s": _duration(r),
+                "id": r.id,
+                "name": r.name,
+                "experiment": r.experiment,
+                "status": r.status,
+                "progress": progress_of(r)["fraction"],
+                "accelerator": r.accelerator,
+                "devices": r.devices,
+                "hparams": r.hparams,
+                "metrics": store.last_metrics(r.id),
+                "created": pd.Timestamp(r.created, unit="s"),
+                "duration_s": duration_s(r),
             }
         )
     columns = ["id", "name", "experiment", "status", "progress", "accelerator", "devices",

@@ -1,4 +1,4 @@
-"""The worker process: ``python -m jupyter_ext.worker --run-id ID --home WORKSPACE``.
+"""The worker process: ``python -m jupyter_ext.training.worker --run-id ID --home WORKSPACE``.
 
 A real script, so Lightning's multi-process strategies (DDP) launch their other ranks as
 they would from any script: by re-running this command. Only rank zero writes status,
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .store import Store
+    from ..store import Store
 
 # Module level stays stdlib-only: a spare must be watching its kernel before anything
 # slow (numpy, torch, Lightning) is imported.
@@ -93,7 +93,7 @@ class Heartbeat(threading.Thread):
             self.run_id, only_if_status=("running", "lost"), status="running", **fields
         )
         row = self.store.get_run(self.run_id)
-        if row and row["stop_requested"]:
+        if row and row.stop_requested:
             self.stop_event.set()
 
     def run(self) -> None:
@@ -114,8 +114,8 @@ def _build_trainer(
 ):
     from lightning.pytorch import Callback, Trainer
 
+    from .callbacks import AutoCheckpoint, LogInterval, ProgressCallback
     from .store_logger import StoreLogger
-    from .worker_callbacks import AutoCheckpoint, ProgressCallback
 
     kwargs = dict(payload["trainer_kwargs"])
     user_loggers = kwargs.pop("logger", None)
@@ -131,6 +131,13 @@ def _build_trainer(
     store_logger = StoreLogger(store, run_id)
     progress = ProgressCallback(hb.stop_event)
     ours: list[Callback] = [progress]
+    if kwargs.get("log_every_n_steps") is None:
+
+        def chosen(n: int) -> None:
+            if is_rank_zero():
+                store.update_run(run_id, log_every_n_steps=n, log_every_chosen=1)
+
+        ours.append(LogInterval(on_chosen=chosen))
     checkpoint = None
     if kwargs.get("enable_checkpointing", True):
         checkpoint = AutoCheckpoint(dirpath=str(run_dir / "checkpoints"))
@@ -172,19 +179,21 @@ def _resolved(trainer: Any, requested_strategy: Any) -> dict[str, Any]:
 
 def run(run_id: str, home: str, heartbeat_s: float = 1.0) -> int:
     """Execute one run to its end; returns the process exit code."""
-    from .store import ACTIVE, Store, process_started
+    from ..procs import process_started
+    from ..store import ACTIVE, Store
 
     store = Store(Path(home) / "store.sqlite")
     row = store.get_run(run_id)
     if row is None:
         print(f"jupyter_ext worker: no run {run_id} in {home}", file=sys.stderr)
         return 2
-    run_dir = Path(row["run_dir"])
+    name_process(row.name, run_id)
+    run_dir = Path(row.run_dir or "")
     rank0 = is_rank_zero()
     stop_event = threading.Event()
     hb = Heartbeat(store, run_id, heartbeat_s, stop_event)
     if rank0:
-        if row["stop_requested"]:
+        if row.stop_requested:
             store.update_run(run_id, only_if_status=ACTIVE, status="stopped", ended=time.time())
             return 0
         store.update_run(
@@ -248,6 +257,24 @@ def run(run_id: str, home: str, heartbeat_s: float = 1.0) -> int:
     return 0 if status != "failed" else 1
 
 
+def set_title(title: str) -> None:
+    """The process title ``ps``, ``top`` and ``nvidia-smi`` show (``sys.argv`` is kept,
+    for Lightning to re-run this script for DDP ranks)."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:  # a nicety: never a reason for a run to fail
+        return
+    setproctitle(title)
+
+
+def name_process(name: str, run_id: str) -> None:
+    """Show the run's name and id as the title: a run taken by a warm spare would
+    otherwise keep the spare's command line. DDP ranks get their rank appended."""
+    rank = os.environ.get("LOCAL_RANK", "0")
+    suffix = f" rank {rank}" if rank != "0" else ""
+    set_title(f"jupyter_ext worker: {name} ({run_id}){suffix}")
+
+
 def watch_kernel() -> queue.Queue[bytes]:
     """Read this spare's one job from stdin on a thread; exit the process when stdin closes.
 
@@ -274,6 +301,9 @@ def spare(heartbeat_s: float) -> int:
     import lightning.pytorch  # noqa: F401  (the seconds a cold worker spends)
     import torch  # noqa: F401
 
+    # Titled now, before the job replaces the environment: setproctitle claims the
+    # argv/environ area on first use, and after os.environ is rebuilt it cannot.
+    set_title(f"jupyter_ext warm spare (kernel pid {os.getppid()})")
     print(f"{SPARE_READY} {os.getpid()}", flush=True)
     job = json.loads(jobs.get())
     os.chdir(job["cwd"])
@@ -284,7 +314,7 @@ def spare(heartbeat_s: float) -> int:
     os.dup2(fd, 2)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
-    # DDP re-runs `python -m jupyter_ext.worker <argv>` for the other ranks: make that
+    # DDP re-runs `python -m jupyter_ext.training.worker <argv>` for the other ranks: make that
     # the command line of this run, as if it had started cold.
     sys.argv = [sys.argv[0], "--run-id", job["run_id"], "--home", job["home"]]
     sys.argv += ["--heartbeat", str(heartbeat_s)]
@@ -292,7 +322,9 @@ def spare(heartbeat_s: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jupyter_ext.worker", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m jupyter_ext.training.worker", description=__doc__
+    )
     parser.add_argument("--run-id")
     parser.add_argument("--home", required=False)
     parser.add_argument("--heartbeat", type=float, default=1.0)

@@ -1,9 +1,8 @@
-"""Launchers start a run's worker. The local subprocess launcher is the first backend.
+"""The local backend: each run's worker is a subprocess in a session of its own.
 
-A launcher is handed a run that is already in the store (with its run directory and
-payload written) and returns a :class:`Launched` value; stopping goes through the store
-(``stop_requested``), with :meth:`Launcher.terminate` as the last resort. A cluster
-backend (Ray) implements the same two methods and starts the same worker command.
+A warm spare (torch and Lightning imported, CUDA untouched) waits for the next run of this
+kernel; it reads its one job from a pipe that only this kernel holds, so an idle spare
+leaves with the kernel, while a run it took outlives the kernel like any other.
 """
 
 from __future__ import annotations
@@ -16,45 +15,16 @@ import socket
 import subprocess
 import sys
 import threading
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from .store import process_started
+from ... import procs
+from .base import Launched, Launcher, LaunchFailed, LaunchOutcome
 
-WORKER = [sys.executable, "-m", "jupyter_ext.worker"]
+if TYPE_CHECKING:
+    from ...store import RunRecord
 
-
-@dataclass(frozen=True)
-class Launched:
-    """Where a run's worker went: its pid (on ``host``) and whether a warm spare took it."""
-
-    pid: int
-    pid_started: float | None
-    host: str
-    warm: bool
-
-
-class Launcher(ABC):
-    """The interface every backend implements.
-
-    ``launch`` must return quickly (the worker loads the payload and imports on its own
-    time) and the worker must be independent of the kernel: it survives a kernel restart.
-    """
-
-    name: str = "abstract"
-
-    @abstractmethod
-    def launch(self, run: dict[str, Any], home: Path, *, heartbeat_s: float) -> Launched:
-        """Start the worker for ``run`` (a store row); return where it runs."""
-
-    @abstractmethod
-    def terminate(self, run: dict[str, Any], *, kill: bool = False) -> bool:
-        """Signal the worker (SIGTERM, or SIGKILL with ``kill``); True if one was signalled."""
-
-    def shutdown(self) -> None:  # noqa: B027  (optional hook: most backends hold nothing)
-        """Release what the launcher holds (idle spares); running workers are left alone."""
+WORKER = [sys.executable, "-m", "jupyter_ext.training.worker"]
 
 
 def worker_env() -> dict[str, str]:
@@ -107,7 +77,7 @@ class SparePool:
 
     def ready(self) -> bool:
         """Whether the spare has finished importing (it says so in the spares log)."""
-        from .worker import SPARE_READY
+        from ..worker import SPARE_READY
 
         pid = self.pid
         if pid is None:
@@ -148,7 +118,6 @@ class LocalLauncher(Launcher):
 
     def __init__(self, warm_start: bool = True, home: Path | None = None, heartbeat_s: float = 1.0):
         self.spares: SparePool | None = None
-        self._children: list[subprocess.Popen[bytes]] = []
         self.configure(warm_start, home, heartbeat_s)
         atexit.register(self.shutdown)
 
@@ -166,21 +135,17 @@ class LocalLauncher(Launcher):
             # Off the caller's thread: Popen itself is quick, but extension load must be instant.
             threading.Thread(target=self.spares.ensure, daemon=True).start()
 
-    def _reap(self) -> None:
-        # Poll finished children so they do not linger as zombies in the kernel.
-        self._children = [p for p in self._children if p.poll() is None]
-
-    def launch(self, run: dict[str, Any], home: Path, *, heartbeat_s: float) -> Launched:
-        self._reap()
-        log_path = Path(run["run_dir"]) / "worker.log"
+    def launch(self, run: RunRecord, home: Path, *, heartbeat_s: float) -> LaunchOutcome:
+        procs.reap()
+        log_path = Path(run.run_dir) / "worker.log"  # type: ignore[arg-type]
         env = worker_env()
         proc = self.spares.take() if self.spares is not None and self.spares.home == home else None
         warm = False
         if proc is not None:
             job = {
-                "run_id": run["id"],
+                "run_id": run.id,
                 "home": str(home),
-                "cwd": run["cwd"],
+                "cwd": run.cwd,
                 "env": env,
                 "log": str(log_path),
             }
@@ -193,69 +158,43 @@ class LocalLauncher(Launcher):
             if self.spares is not None:
                 threading.Thread(target=self.spares.ensure, daemon=True).start()
         if proc is None:
-            with open(log_path, "ab") as log:
-                proc = subprocess.Popen(
-                    [
-                        *WORKER,
-                        "--run-id",
-                        run["id"],
-                        "--home",
-                        str(home),
-                        "--heartbeat",
-                        str(heartbeat_s),
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=run["cwd"],
-                    env=env,
-                    start_new_session=True,  # survives the kernel; stopped as a group
-                )
-        self._children.append(proc)
-        return Launched(proc.pid, process_started(proc.pid), socket.gethostname(), warm)
+            try:
+                proc = self._start_cold(run, home, heartbeat_s, log_path, env)
+            except OSError as exc:  # no such interpreter, run dir gone, out of pids
+                return LaunchFailed(f"could not start the worker ({sys.executable}): {exc}")
+        procs.track(proc)
+        return Launched(proc.pid, procs.process_started(proc.pid), socket.gethostname(), warm)
 
-    def terminate(self, run: dict[str, Any], *, kill: bool = False) -> bool:
-        pid = run.get("pid")
-        if not pid or run.get("host") != socket.gethostname():
+    @staticmethod
+    def _start_cold(
+        run: RunRecord, home: Path, heartbeat_s: float, log_path: Path, env: dict[str, str]
+    ) -> subprocess.Popen[bytes]:
+        with open(log_path, "ab") as log:
+            return subprocess.Popen(
+                [
+                    *WORKER,
+                    "--run-id",
+                    run.id,
+                    "--home",
+                    str(home),
+                    "--heartbeat",
+                    str(heartbeat_s),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=run.cwd,
+                env=env,
+                start_new_session=True,  # survives the kernel; stopped as a group
+            )
+
+    def terminate(self, run: RunRecord, *, kill: bool = False) -> bool:
+        if not run.pid or run.host != socket.gethostname():
             return False
         sig = signal.SIGKILL if kill else signal.SIGTERM
-        try:
-            os.killpg(os.getpgid(pid), sig)  # the worker and every rank/loader it started
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
+        # the worker and every rank/loader it started
+        return procs.signal_group(run.pid, sig, run.pid_started)
 
     def shutdown(self) -> None:
         if self.spares is not None:
             self.spares.shutdown()
-
-
-_launcher: Launcher | None = None
-_launcher_lock = threading.Lock()
-
-
-def get_launcher() -> Launcher:
-    """This kernel's launcher (local, with a warm spare unless configured off).
-
-    The local launcher follows the configuration at every call, so ``%config
-    ToolkitConfig.warm_start = False`` (or a new ``home``) takes effect for the next run.
-    """
-    global _launcher
-    from .config import get_config
-
-    cfg = get_config()
-    home = cfg.home_path.resolve()
-    with _launcher_lock:
-        if _launcher is None:
-            _launcher = LocalLauncher(cfg.warm_start, home, cfg.heartbeat_s)
-        elif isinstance(_launcher, LocalLauncher):
-            _launcher.configure(cfg.warm_start, home, cfg.heartbeat_s)
-        return _launcher
-
-
-def set_launcher(launcher: Launcher) -> Launcher | None:
-    """Use another backend for the runs launched from now on; returns the previous one."""
-    global _launcher
-    with _launcher_lock:
-        previous, _launcher = _launcher, launcher
-    return previous

@@ -16,7 +16,7 @@ from typing import Any
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from .store import Store
+from ..store import Store
 
 
 def _plain(value: Any) -> Any:
@@ -65,7 +65,8 @@ class StoreLogger(Logger):
     ) -> None:
         if isinstance(params, Namespace):
             params = vars(params)
-        current = (self._store.get_run(self._run_id) or {}).get("hparams") or {}
+        record = self._store.get_run(self._run_id)
+        current = (record.hparams if record is not None else None) or {}
         current.update(_plain(dict(params)))
         self._store.update_run(self._run_id, hparams=current)
 

@@ -1,4 +1,4 @@
-"""Callbacks the worker adds beside the user's: progress/stop, and checkpoints.
+"""Callbacks the worker adds beside the user's: progress/stop, logging interval, checkpoints.
 
 The training step only updates a few attributes here; the heartbeat thread reads them
 and writes the store, so recording progress costs the step almost nothing.
@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from ..metric_names import best_mode
 
 
 class ProgressCallback(Callback):
@@ -64,8 +67,49 @@ class ProgressCallback(Callback):
         return max(self.total_steps - self.step, 0) / rate if rate > 0 else None
 
 
+def choose_log_interval(total_steps: float | None, points: int = 100, ceiling: int = 50) -> int:
+    """How often to log on-step metrics: about ``points`` points over the run, never
+    sparser than Lightning's default (``ceiling``), every step for short runs.
+
+    Example::
+
+        >>> choose_log_interval(32), choose_log_interval(2_000), choose_log_interval(None)
+        (1, 20, 50)
+    """
+    if total_steps is None or total_steps == float("inf") or total_steps <= 0:
+        return ceiling
+    return int(max(1, min(ceiling, total_steps // points)))
+
+
+class LogInterval(Callback):
+    """Pick ``log_every_n_steps`` from the run's length when the user did not set it.
+
+    Lightning's default of 50 records no on-step metric at all for a run shorter than
+    50 steps, and a monitor that shows no training curve looks broken. Chosen once the
+    run's length is known (``estimated_stepping_batches``), before the first step.
+    """
+
+    def __init__(self, on_chosen: Callable[[int], None] | None = None) -> None:
+        self.on_chosen = on_chosen
+        self.interval: int | None = None
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # 1 while the length is estimated: Lightning's data setup warns about batches
+        # fewer than the interval, which would be the default's 50 here.
+        trainer.log_every_n_steps = 1
+        try:
+            total = trainer.estimated_stepping_batches
+        except Exception:  # data without a length: keep Lightning's default
+            total = None
+        self.interval = choose_log_interval(total)
+        trainer.log_every_n_steps = self.interval
+        if self.on_chosen is not None:
+            self.on_chosen(self.interval)
+
+
 def _monitor_for(metrics: dict[str, Any]) -> tuple[str, str] | None:
-    """Pick the metric that defines "best": val_loss, else a val loss, else a val accuracy."""
+    """Pick the metric that defines "best": val_loss, else a val loss, else the first
+    validation metric whose name says higher is better (accuracy, F1, ...)."""
     keys = sorted(metrics)
     if "val_loss" in keys:
         return "val_loss", "min"
@@ -73,9 +117,7 @@ def _monitor_for(metrics: dict[str, Any]) -> tuple[str, str] | None:
         if k.startswith("val") and "loss" in k:
             return k, "min"
     for k in keys:
-        if k.startswith("val") and any(
-            w in k for w in ("acc", "f1", "auroc", "precision", "recall")
-        ):
+        if k.startswith("val") and best_mode(k) == "max":
             return k, "max"
     return None
 

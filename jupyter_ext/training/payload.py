@@ -96,9 +96,14 @@ def dumps(objects: dict[str, Any]) -> bytes:
     raise PayloadError("the payload cannot be pickled (no single object fails alone)")
 
 
-def save(path: Path, objects: dict[str, Any]) -> int:
-    """Serialize ``objects`` into ``path``; returns the size in bytes."""
-    data = dumps(objects)
+def write(path: Path, data: bytes) -> int:
+    """Write a payload made by :func:`dumps` atomically; returns its size in bytes.
+
+    Example::
+
+        >>> write(run_dir / "payload.pkl", dumps({"model": model}))  # doctest: +SKIP
+        18234
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(data)
@@ -107,6 +112,6 @@ def save(path: Path, objects: dict[str, Any]) -> int:
 
 
 def load(path: Path) -> dict[str, Any]:
-    """Load a payload written by :func:`save`. Only ever called on our own workspace."""
+    """Load a payload written by :func:`write`. Only ever called on our own workspace."""
     with open(path, "rb") as fh:
         return pickle.load(io.BufferedReader(fh))
