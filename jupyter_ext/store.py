@@ -72,11 +72,13 @@ CREATE TABLE IF NOT EXISTS runs (
     source TEXT NOT NULL DEFAULT 'toolkit',
     source_key TEXT UNIQUE,
     log_every_n_steps INTEGER,
-    log_every_chosen INTEGER NOT NULL DEFAULT 0
+    log_every_chosen INTEGER NOT NULL DEFAULT 0,
+    updated REAL
 );
 CREATE INDEX IF NOT EXISTS runs_name ON runs(name, created);
 CREATE INDEX IF NOT EXISTS runs_experiment ON runs(experiment, created);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE INDEX IF NOT EXISTS runs_created ON runs(created, id);
 
 CREATE TABLE IF NOT EXISTS metric_chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -159,6 +161,7 @@ class RunRecord:
     source_key: str | None = None
     log_every_n_steps: int | None = None
     log_every_chosen: int = 0
+    updated: float | None = None
 
     @property
     def active(self) -> bool:
@@ -314,11 +317,16 @@ class Store:
                 # executescript() would commit the open transaction, so one by one.
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     c.execute(statement)
-                if version == 1:  # v2: the logging interval a run used, and who chose it
+                if version == 1:
+                    # v2: the logging interval a run used and who chose it; when a row last
+                    # changed (so a poller reads only what changed since its last look)
                     c.execute("ALTER TABLE runs ADD COLUMN log_every_n_steps INTEGER")
                     c.execute(
                         "ALTER TABLE runs ADD COLUMN log_every_chosen INTEGER NOT NULL DEFAULT 0"
                     )
+                    c.execute("ALTER TABLE runs ADD COLUMN updated REAL")
+                    c.execute("UPDATE runs SET updated = COALESCE(ended, heartbeat, created)")
+                c.execute("CREATE INDEX IF NOT EXISTS runs_updated ON runs(updated)")
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -355,6 +363,7 @@ class Store:
         """Insert a run (status ``queued`` unless given) and return it."""
         values = {"status": "queued", "created": time.time(), **values}
         values.setdefault("host", socket.gethostname())
+        values.setdefault("updated", values["created"])
         for attempt in range(5):
             row = {"id": new_id(values["created"]), **values}
             row.setdefault("name", row["id"])
@@ -379,6 +388,7 @@ class Store:
         those (so a late writer never overwrites a final state). True if a row changed."""
         if not values:
             return False
+        values.setdefault("updated", time.time())
         enc = self._encode("runs", RUN_COLUMNS, values)
         sets = ", ".join(f"{k} = ?" for k in enc)
         sql = f"UPDATE runs SET {sets} WHERE id = ?"
@@ -403,9 +413,24 @@ class Store:
         return self._decode(RunRecord, rows[0]) if rows else None
 
     def list_runs(
-        self, experiment: str | None = None, status: str | Sequence[str] | None = None
+        self,
+        experiment: str | None = None,
+        status: str | Sequence[str] | None = None,
+        *,
+        since: float | None = None,
+        before: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> list[RunRecord]:
-        """Runs, oldest first, optionally filtered by experiment and status."""
+        """Runs, oldest first (``newest_first``: newest first), optionally filtered by
+        experiment and status; ``since``: only runs changed after that Unix time;
+        ``before``: only runs created before the run with that id (the next page);
+        ``limit``: at most that many.
+
+        Example::
+
+            >>> store.list_runs(status="running", newest_first=True, limit=50)  # doctest: +SKIP
+        """
         sql, params = "SELECT * FROM runs WHERE 1=1", []
         if experiment is not None:
             sql += " AND experiment = ?"
@@ -414,7 +439,17 @@ class Store:
             statuses = [status] if isinstance(status, str) else list(status)
             sql += f" AND status IN ({', '.join('?' * len(statuses))})"
             params += statuses
-        sql += " ORDER BY created, id"
+        if since is not None:
+            sql += " AND updated > ?"
+            params.append(since)
+        if before is not None:
+            sql += " AND (created, id) < (SELECT created, id FROM runs WHERE id = ?)"
+            params.append(before)
+        order = "DESC" if newest_first else "ASC"
+        sql += f" ORDER BY created {order}, id {order}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
         return [self._decode(RunRecord, r) for r in self._read(sql, params)]  # type: ignore[misc]
 
     def run_ids(self) -> list[str]:
