@@ -181,9 +181,60 @@ def _unavailable_row(kind: str, cls: type, reason: str) -> dict[str, Any]:
 def _is_available(cls: type) -> tuple[bool, str]:
     try:
         ok = bool(cls.is_available())
-    except Exception as exc:  # e.g. XLA's accelerator raises when torch_xla is absent
-        return False, str(exc).split("\n")[0]
-    return ok, "" if ok else "not available on this machine"
+    except Exception:  # e.g. XLA's accelerator raises when torch_xla is absent
+        ok = False
+    return ok, "" if ok else why_unavailable(_kind_of(cls))
+
+
+def _kind_of(cls: type) -> str:
+    for kind, registered in _registry().items():
+        if registered is cls:
+            return kind
+    return cls.__name__
+
+
+def why_unavailable(kind: str) -> str:
+    """Why an accelerator kind cannot be used here, in plain words (not install advice
+    for hardware the machine does not have).
+
+    Example::
+
+        >>> why_unavailable("mps") if platform.system() != "Darwin" else "skip"
+        'Apple GPUs (MPS) exist only on macOS with Apple silicon'
+    """
+    import importlib.util
+
+    if kind == "cuda":
+        import torch
+
+        if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+            return "the installed torch is a CPU-only build (no CUDA support)"
+        if not _nvidia_driver():
+            return "no NVIDIA GPU or driver on this machine"
+        return "torch sees no CUDA device (check CUDA_VISIBLE_DEVICES)"
+    if kind == "mps":
+        if platform.system() != "Darwin":
+            return "Apple GPUs (MPS) exist only on macOS with Apple silicon"
+        return "torch was built without MPS support, or this Mac has no Apple GPU"
+    if kind in ("tpu", "xla"):
+        if importlib.util.find_spec("torch_xla") is None:
+            return "no TPU here (torch_xla, which TPU machines come with, is not installed)"
+        return "torch_xla found no TPU device"
+    return "not available on this machine"
+
+
+def _nvidia_driver() -> bool:
+    try:
+        import pynvml
+    except ImportError:
+        return False
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # NVMLError_LibraryNotFound / DriverNotLoaded: no driver
+        return False
+    with contextlib.suppress(Exception):
+        pynvml.nvmlShutdown()
+    return True
 
 
 def accelerators() -> pd.DataFrame:
@@ -227,3 +278,19 @@ def accelerators() -> pd.DataFrame:
 def available_kinds() -> list[str]:
     """Accelerator kinds usable on this machine, e.g. ``['cpu']`` or ``['cpu', 'cuda']``."""
     return [kind for kind, cls in _registry().items() if _is_available(cls)[0]]
+
+
+def unavailable_reason(kind: str) -> str | None:
+    """Why ``kind`` (a registered accelerator name) is unavailable here; None if it is
+    available or not a name Lightning registers (then Lightning judges it).
+
+    Example::
+
+        >>> unavailable_reason("cpu") is None
+        True
+    """
+    cls = _registry().get(kind)
+    if cls is None:
+        return None
+    ok, reason = _is_available(cls)
+    return None if ok else reason

@@ -102,8 +102,16 @@ def validate(sel: Selection) -> Selection:
     """
     from lightning.pytorch.trainer.connectors.accelerator_connector import _AcceleratorConnector
 
-    from .devices import available_kinds
+    from .devices import available_kinds, unavailable_reason
 
+    reason = unavailable_reason(sel.accelerator)
+    if reason is not None:
+        # Said in our words: Lightning's refusal would advise installing packages for
+        # hardware this machine does not have (`pip install torch_xla` on a laptop).
+        raise SelectionError(
+            f"{sel.accelerator} is not available here: {reason}.\n"
+            f"Available accelerators here: {', '.join(available_kinds())}."
+        )
     try:
         with _as_script():
             _AcceleratorConnector(**sel.trainer_kwargs())

@@ -57,6 +57,24 @@ def test_select_refusals_keep_previous_selection(workspace):
     assert jupyter_ext.selection() == before
 
 
+def test_refusing_missing_hardware_says_why_without_install_advice(workspace):
+    pytest.importorskip("torch")
+    import importlib.util
+
+    if importlib.util.find_spec("torch_xla") is not None:
+        pytest.skip("this machine has torch_xla")
+    before = jupyter_ext.selection()
+    with pytest.raises(SelectionError) as refused:
+        jupyter_ext.select("tpu")
+    text = str(refused.value)
+    assert text.startswith("tpu is not available here: no TPU here")
+    assert "Available accelerators here: cpu" in text
+    assert "pip install" not in text and "HINT" not in text
+    assert jupyter_ext.selection() == before
+    notes = jupyter_ext.accelerators().set_index("accelerator").note
+    assert "torch_xla" in notes["tpu"] and "pip" not in notes["tpu"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_select_unavailable_cuda_names_cpu(workspace):
     with pytest.raises(SelectionError, match=r"Available accelerators here: cpu"):

@@ -46,6 +46,7 @@ def test_short_run_logs_every_step_and_the_monitor_says_the_interval_was_chosen(
     mon, mon_own = RunMonitor(auto), RunMonitor(own)
     try:
         assert "on-step metrics every 1 step (chosen for this 32-step run" in mon.header.value
+        assert "&lt;" not in mon.header.value  # markup, not escaped markup
         assert "on-step metrics every 4 steps (log_every_n_steps)" in mon_own.header.value
         assert "train_loss" in mon.table.value
     finally:

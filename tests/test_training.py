@@ -220,7 +220,10 @@ def test_kernel_restart_then_monitor_reattaches(start_kernel):
     ).ok()
     k1.shutdown()  # the kernel dies; the run goes on in its own session
 
-    k2 = start_kernel()
+    k2 = start_kernel(load=False)
+    loaded = k2.run("%load_ext jupyter_ext").ok()  # says in one line what is still going
+    assert "1 run still going: long (running, step " in loaded.stdout
+    assert "`%monitor NAME` re-attaches." in loaded.stdout
     cell = k2.run("df = %runs --status running\nprint(df.name.tolist())").ok()
     assert cell.stdout.strip() == "['long']"
     cell = k2.run("mon = %monitor long\nmon").ok()

@@ -28,7 +28,22 @@ def _start_spare(ip: Any) -> None:
         get_launcher()
 
 
+def _say_what_is_going(ip: Any) -> None:
+    """One line about the runs still going: after a kernel restart, the person learns
+    that their runs outlived it and how to see them."""
+    from ..config import get_config
+    from ..store import ACTIVE, open_store
+    from ..training.frames import still_going
+
+    store = open_store()
+    store.reap_lost(get_config().lost_after_s)
+    line = still_going(store.list_runs(status=ACTIVE, newest_first=True))
+    if line:
+        print(line)
+
+
 _on_load.append(_start_spare)
+_on_load.append(_say_what_is_going)
 
 
 @magics_class

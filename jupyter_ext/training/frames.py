@@ -98,3 +98,27 @@ def log_interval_note(row: RunRecord) -> str:
             "set log_every_n_steps to override)"
         )
     return f"on-step metrics every {steps} (log_every_n_steps)"
+
+
+def still_going(rows: list[RunRecord], shown: int = 5) -> str:
+    """One line naming the runs that are still going ('' when none), for a kernel that
+    (re)loads the extension: runs outlive kernels, and this is how a person learns so.
+
+    Example::
+
+        >>> still_going(store.list_runs(status=ACTIVE))  # doctest: +SKIP
+        '1 run still going: baseline (running, step 120/500). `%monitor NAME` re-attaches.'
+    """
+    if not rows:
+        return ""
+    parts = []
+    for r in rows[:shown]:
+        p = progress_of(r)
+        where = f", step {p['step']}/{p['total_steps'] or '?'}" if p["step"] is not None else ""
+        parts.append(f"{r.name} ({r.status}{where})")
+    more = f" and {len(rows) - shown} more (`%runs --status running`)" if len(rows) > shown else ""
+    noun = "run" if len(rows) == 1 else "runs"
+    return (
+        f"{len(rows)} {noun} still going: {', '.join(parts)}{more}. "
+        "`%monitor NAME` re-attaches."
+    )

@@ -142,12 +142,7 @@ class RunMonitor(W.VBox):
             f"<b>{html.escape(row.name)}</b> <code>{row.id}</code> "
             f"<span style='color:{color};font-weight:bold'>{row.status}</span> "
             f"<span style='color:#666'>experiment {exp} &middot; {row.accelerator} "
-            f"&times;{row.devices}</span>"
-            + (
-                f"<br><span style='color:#666;font-size:90%'>{html.escape(note)}</span>"
-                if note
-                else ""
-            )
+            f"&times;{row.devices}</span>{note}"
         )
 
     def _progress(self, row: RunRecord) -> bool:
