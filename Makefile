@@ -9,16 +9,27 @@ BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 APT_GET := $(shell command -v apt-get 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The JupyterLab extension: TypeScript in labextension/, built into the package (git-ignored)
+# and linked into the venv, so the venv's JupyterLab loads what was just built.
+LABEXT := labextension
+LABEXT_NAME := jupyter-ext-labextension
+LABEXT_OUT := jupyter_ext/labextension
+LABEXT_LINK := $(VENV)/share/jupyter/labextensions/$(LABEXT_NAME)
+LABEXT_SOURCES := $(LABEXT)/package.json $(LABEXT)/tsconfig.json \
+	$(LABEXT)/install.json \
+	$(wildcard $(LABEXT)/src/*.ts $(LABEXT)/style/*.* $(LABEXT)/style/icons/*.svg $(LABEXT)/scripts/*.js)
 
 .PHONY: install test demo lab bench lint format clean
 
-install: .stamp-venv .stamp-chromium
+install: .stamp-venv .stamp-chromium .stamp-labext-link
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-.stamp-venv: $(BIN)/python pyproject.toml
+# The extension is built first (order only: a TypeScript change does not reinstall), so
+# the editable install finds the assets and never runs npm itself.
+.stamp-venv: $(BIN)/python pyproject.toml | .stamp-labext
 	echo "$(TORCH_PIN)" > $(VENV)/constraints.txt
 	$(BIN)/pip install -q -c $(VENV)/constraints.txt "$(TORCH_PIN)"
 	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e ".[dev]"
@@ -30,6 +41,33 @@ $(BIN)/python:
 	  if [ -z "$(APT_GET)" ]; then echo "apt-get not found: install Chromium at /usr/bin/chromium"; exit 1; fi; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; \
 	fi
+	@touch $@
+
+# Node and npm build the extension: Debian's packages when absent (Node 18 or newer).
+.stamp-node:
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+	  if [ -z "$(APT_GET)" ]; then echo "apt-get not found: install Node.js 18+ and npm"; exit 1; fi; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm >/dev/null; \
+	fi
+	@node -e 'if (+process.versions.node.split(".")[0] < 18) { console.error("Node " + process.version + " is too old to build the JupyterLab extension: it needs 18 or newer"); process.exit(1); }'
+	@touch $@
+
+# Exactly the committed lock file.
+.stamp-npm: $(LABEXT)/package-lock.json $(LABEXT)/package.json | .stamp-node
+	cd $(LABEXT) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+.stamp-labext: .stamp-npm $(LABEXT_SOURCES)
+	cd $(LABEXT) && npm run --silent build
+	@touch $@
+
+# What `jupyter labextension develop --overwrite .` does: the venv's labextensions entry
+# is a link to the build output (the editable install leaves a copy there; replace it).
+.stamp-labext-link: .stamp-labext .stamp-venv
+	@mkdir -p $(dir $(LABEXT_LINK))
+	rm -rf $(LABEXT_LINK) && ln -s $(CURDIR)/$(LABEXT_OUT) $(LABEXT_LINK)
+	@$(BIN)/jupyter labextension list 2>&1 | grep -q "$(LABEXT_NAME) .*enabled.*OK" || \
+	  { $(BIN)/jupyter labextension list; echo "$(LABEXT_NAME) is not enabled"; exit 1; }
 	@touch $@
 
 test: install
@@ -53,4 +91,5 @@ format: .stamp-venv
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .stamp-* .pytest_cache
+	rm -rf $(VENV) .stamp-* .pytest_cache $(LABEXT)/node_modules $(LABEXT)/lib \
+	  $(LABEXT)/tsconfig.tsbuildinfo $(LABEXT_OUT)

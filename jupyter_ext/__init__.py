@@ -72,6 +72,17 @@ __all__ = [
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the built JupyterLab extension is (``jupyter labextension develop`` reads it)."""
+    return [{"src": "labextension", "dest": "jupyter-ext-labextension"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The server extension lives in :mod:`jupyter_ext.server` (``jupyter server extension
+    enable jupyter_ext`` finds it through here)."""
+    return [{"module": "jupyter_ext.server"}]
+
+
 def load_ipython_extension(ip: Any) -> None:
     """``%load_ext jupyter_ext``: register the magics and the configuration."""
     from .magics import load_ipython_extension as load

@@ -118,7 +118,4 @@ def still_going(rows: list[RunRecord], shown: int = 5) -> str:
         parts.append(f"{r.name} ({r.status}{where})")
     more = f" and {len(rows) - shown} more (`%runs --status running`)" if len(rows) > shown else ""
     noun = "run" if len(rows) == 1 else "runs"
-    return (
-        f"{len(rows)} {noun} still going: {', '.join(parts)}{more}. "
-        "`%monitor NAME` re-attaches."
-    )
+    return f"{len(rows)} {noun} still going: {', '.join(parts)}{more}. `%monitor NAME` re-attaches."

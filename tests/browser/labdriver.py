@@ -272,12 +272,16 @@ class Lab:
         self.page = page
         page.on("console", self._on_console)
         page.on("pageerror", lambda exc: self.console_errors.append(f"pageerror: {exc}"))
-        page.goto(
+        page.goto(self.notebook_url())
+        self.wait_kernel_idle()
+        return page
+
+    def notebook_url(self) -> str:
+        """Where the opened notebook is shown: a fresh lab workspace (``reset``)."""
+        return (
             f"{self.server.url}/lab/workspaces/{self.name}/tree/{self.path}"
             f"?reset&token={self.server.token}"
         )
-        self.wait_kernel_idle()
-        return page
 
     def _on_console(self, msg: ConsoleMessage) -> None:
         if msg.type == "error":

@@ -1,0 +1,73 @@
+"""The run monitor and the comparison view render in Notebook 7 (the `notebook` package),
+served by the same Jupyter server as the lab tests, in the same headless Chromium."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from helpers import wait_for
+from labdriver import Lab
+from playwright.sync_api import expect
+from test_training import MODEL_CELL
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+KERNEL_IDLE_S = 120.0
+
+
+class Notebook7(Lab):
+    """The lab driver, pointed at Notebook 7's one-notebook page (same cells, same DOM
+    classes for cells and outputs; the kernel's state shows in the notebook's toolbar)."""
+
+    def notebook_url(self) -> str:
+        return f"{self.server.url}/notebooks/{self.path}?token={self.server.token}"
+
+    def wait_kernel_idle(self, timeout: float = KERNEL_IDLE_S) -> None:
+        # Notebook 7 writes the kernel's state into the toolbar's status indicator title.
+        status = self._page().locator(".jp-Notebook-ExecutionIndicator")
+        expect(status).to_have_attribute("data-status", re.compile("idle"), timeout=timeout * 1000)
+
+
+@pytest.fixture
+def nb7(lab_server, browser_context, screenshots, request):
+    driver = Notebook7(lab_server, browser_context, request.node.name)
+    try:
+        yield driver
+    finally:
+        try:
+            if driver.page is not None:
+                driver.screenshot(screenshots / f"{driver.name}.png")
+        finally:
+            driver.close()
+
+
+def test_monitor_and_comparison_render_in_notebook_7(nb7):
+    nb7.open_notebook(
+        [
+            "%load_ext jupyter_ext",
+            "%%train --name in-nb7 --max-epochs 2 --log-every-n-steps 1\n"
+            + MODEL_CELL
+            + "\nmodel = Net()",
+            "import jupyter_ext\njupyter_ext.get_run('in-nb7').wait(timeout=180)\n"
+            "jupyter_ext.compare('in-nb7')",
+        ]
+    )
+    nb7.run_cell(0)
+    nb7.run_cell(1)
+    out = nb7.output(1)
+    chart = out.locator(".jupyter-ext-chart")
+    expect(chart).to_be_visible(timeout=60_000)
+    wait_for(lambda: int(chart.get_attribute("data-points") or 0) >= 16, timeout=180,
+             what="the monitor to draw the run")  # fmt: skip
+    expect(out.get_by_text("succeeded", exact=True).first).to_be_visible(timeout=120_000)
+
+    nb7.run_cell(2)
+    compare = nb7.output(2).locator(".jupyter-ext-chart")
+    expect(compare).to_be_visible(timeout=60_000)
+    expect(compare.locator(".jxc-legend").first).to_contain_text("in-nb7")
+    nb7.assert_no_widget_errors()
+    # Notebook 7's own core throws once at load on a bare notebook too (it loads the lab
+    # user settings these tests write, for a plugin Notebook 7 does not have): not ours.
+    nb7.console_errors = [e for e in nb7.console_errors if "reading 'schema'" not in e]
+    nb7.assert_no_console_errors()
