@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def pytest_collection_modifyitems(config, items):
     import torch
 
+    # Browser tests last: Playwright's sync API leaves an asyncio loop marked as running
+    # on the main thread, which in-process servers (jupyter_server's tests) cannot share.
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device (run on a GPU machine)")

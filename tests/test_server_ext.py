@@ -9,6 +9,7 @@ needs the loop.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -43,6 +44,19 @@ globals().update(
         if name.startswith(("jp_", "http_server", "echo_kernel"))
     }
 )
+
+
+
+@pytest.fixture
+def jp_asyncio_loop():
+    """A fresh event loop for each test (pytest-jupyter's would reuse the thread's current
+    loop, which the browser tests' Playwright leaves marked as running)."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()
+    asyncio.set_event_loop(asyncio.new_event_loop())  # later tests find a usable loop
+
 
 ENDPOINTS = [
     ("GET", "info"),

@@ -23,6 +23,17 @@ class Notebook7(Lab):
     def notebook_url(self) -> str:
         return f"{self.server.url}/notebooks/{self.path}?token={self.server.token}"
 
+    def run_cell(self, index: int, timeout: float = 180.0, allow_errors: bool = False):
+        # Notebook 7 can drop the very first execute request while its kernel connection
+        # settles (the indicator already reads idle): a run that never started is sent
+        # again, once. What the cell then shows is asserted as usual.
+        try:
+            return super().run_cell(index, timeout, allow_errors)
+        except AssertionError as exc:
+            if "to start" not in str(exc):
+                raise
+        return super().run_cell(index, timeout, allow_errors)
+
     def wait_kernel_idle(self, timeout: float = KERNEL_IDLE_S) -> None:
         # Notebook 7 writes the kernel's state into the toolbar's status indicator title.
         status = self._page().locator(".jp-Notebook-ExecutionIndicator")
@@ -67,7 +78,8 @@ def test_monitor_and_comparison_render_in_notebook_7(nb7):
     expect(compare).to_be_visible(timeout=60_000)
     expect(compare.locator(".jxc-legend").first).to_contain_text("in-nb7")
     nb7.assert_no_widget_errors()
-    # Notebook 7's own core throws once at load on a bare notebook too (it loads the lab
-    # user settings these tests write, for a plugin Notebook 7 does not have): not ours.
-    nb7.console_errors = [e for e in nb7.console_errors if "reading 'schema'" not in e]
+    # Notebook 7's own bundle logs these (lab user settings for a plugin it lacks, also on
+    # a bare notebook; a lab-only command; one of its fonts under /static/notebook/).
+    upstream = ("reading 'schema'", "'filebrowser:open-path' not registered", "/static/notebook/")
+    nb7.console_errors = [e for e in nb7.console_errors if not any(u in e for u in upstream)]
     nb7.assert_no_console_errors()
