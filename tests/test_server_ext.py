@@ -46,7 +46,6 @@ globals().update(
 )
 
 
-
 @pytest.fixture
 def jp_asyncio_loop():
     """A fresh event loop for each test (pytest-jupyter's would reuse the thread's current
