@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 from helpers import wait_for
-from labdriver import CHROMIUM, CHROMIUM_ARGS, Lab, LabServer
+from labdriver import CHROMIUM, CHROMIUM_ARGS, Lab, LabServer, Notebook7
 from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,15 +85,16 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtur
     return path
 
 
-@pytest.fixture
-def lab(
+def driver_for(
+    cls: type[Lab],
     lab_server: LabServer,
     browser_context: BrowserContext,
     screenshots: Path,
     request: pytest.FixtureRequest,
 ) -> Iterator[Lab]:
-    """A JupyterLab driver on a new page; the page and its notebook's kernel end with it."""
-    driver = Lab(lab_server, browser_context, request.node.name)
+    """A driver of class ``cls`` on a new page; screenshot at the end, then page and
+    kernel closed. Fixtures for other front ends (Notebook 7) reuse it."""
+    driver = cls(lab_server, browser_context, request.node.name)
     request.node.stash[_LAB] = driver
     try:
         yield driver
@@ -103,6 +104,28 @@ def lab(
                 driver.screenshot(screenshots / f"{driver.name}.png")
         finally:
             driver.close()
+
+
+@pytest.fixture
+def lab(
+    lab_server: LabServer,
+    browser_context: BrowserContext,
+    screenshots: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Lab]:
+    """A JupyterLab driver on a new page; the page and its notebook's kernel end with it."""
+    yield from driver_for(Lab, lab_server, browser_context, screenshots, request)
+
+
+@pytest.fixture
+def nb7(
+    lab_server: LabServer,
+    browser_context: BrowserContext,
+    screenshots: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Lab]:
+    """The same, in Notebook 7's one-notebook page (same server, same browser)."""
+    yield from driver_for(Notebook7, lab_server, browser_context, screenshots, request)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import pytest
 from helpers import wait_for
+from labdriver import count_ink
 from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
-# Counts the canvas pixels drawn at all, and those in the series' colour (read from the
-# legend swatch, so the test follows the palette). Antialiased edges keep their colour in
-# getImageData (it is un-premultiplied), hence a tolerance rather than equality.
-_INK = """([canvas, swatch]) => {
-  const want = getComputedStyle(swatch).backgroundColor.match(/\\d+/g).map(Number);
-  const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
-  let inked = 0, series = 0;
-  for (let i = 0; i < data.length; i += 4) {
-    if (data[i + 3] === 0) continue;
-    inked++;
-    if ([0, 1, 2].every((c) => Math.abs(data[i + c] - want[c]) < 40)) series++;
-  }
-  return { inked, series };
-}"""
-
 
 def _ink(lab, chart) -> dict[str, int]:
     panel = chart.locator('[data-panel="loss"]')
-    canvas = panel.locator("canvas").element_handle()
-    swatch = panel.locator(".jxc-swatch").element_handle()
-    return lab.page.evaluate(_INK, [canvas, swatch])
+    canvas, swatch = panel.locator("canvas"), panel.locator(".jxc-swatch")
+    return count_ink(lab.page, canvas, swatch, "backgroundColor")
 
 
 def test_live_chart_draws_appended_points(lab):

@@ -3,54 +3,12 @@ served by the same Jupyter server as the lab tests, in the same headless Chromiu
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from helpers import wait_for
-from labdriver import Lab
 from playwright.sync_api import expect
 from test_training import MODEL_CELL
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
-
-KERNEL_IDLE_S = 120.0
-
-
-class Notebook7(Lab):
-    """The lab driver, pointed at Notebook 7's one-notebook page (same cells, same DOM
-    classes for cells and outputs; the kernel's state shows in the notebook's toolbar)."""
-
-    def notebook_url(self) -> str:
-        return f"{self.server.url}/notebooks/{self.path}?token={self.server.token}"
-
-    def run_cell(self, index: int, timeout: float = 180.0, allow_errors: bool = False):
-        # Notebook 7 can drop the very first execute request while its kernel connection
-        # settles (the indicator already reads idle): a run that never started is sent
-        # again, once. What the cell then shows is asserted as usual.
-        try:
-            return super().run_cell(index, timeout, allow_errors)
-        except AssertionError as exc:
-            if "to start" not in str(exc):
-                raise
-        return super().run_cell(index, timeout, allow_errors)
-
-    def wait_kernel_idle(self, timeout: float = KERNEL_IDLE_S) -> None:
-        # Notebook 7 writes the kernel's state into the toolbar's status indicator title.
-        status = self._page().locator(".jp-Notebook-ExecutionIndicator")
-        expect(status).to_have_attribute("data-status", re.compile("idle"), timeout=timeout * 1000)
-
-
-@pytest.fixture
-def nb7(lab_server, browser_context, screenshots, request):
-    driver = Notebook7(lab_server, browser_context, request.node.name)
-    try:
-        yield driver
-    finally:
-        try:
-            if driver.page is not None:
-                driver.screenshot(screenshots / f"{driver.name}.png")
-        finally:
-            driver.close()
 
 
 def test_monitor_and_comparison_render_in_notebook_7(nb7):
@@ -79,7 +37,7 @@ def test_monitor_and_comparison_render_in_notebook_7(nb7):
     expect(compare.locator(".jxc-legend").first).to_contain_text("in-nb7")
     nb7.assert_no_widget_errors()
     # Notebook 7's own bundle logs these (lab user settings for a plugin it lacks, also on
-    # a bare notebook; a lab-only command; one of its fonts under /static/notebook/).
-    upstream = ("reading 'schema'", "'filebrowser:open-path' not registered", "/static/notebook/")
+    # a bare notebook; a lab-only command).
+    upstream = ("reading 'schema'", "'filebrowser:open-path' not registered")
     nb7.console_errors = [e for e in nb7.console_errors if not any(u in e for u in upstream)]
     nb7.assert_no_console_errors()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import wait_for
-from labdriver import Lab, LabServer
+from labdriver import Lab, LabServer, count_ink
 from playwright.sync_api import Locator, Page, expect
 from test_training import MODEL_CELL
 from torch import nn
@@ -32,26 +32,12 @@ SIDEBAR_TAB = '.jp-SideBar .lm-TabBar-tab[data-id="jupyter-ext-sidebar"]'
 RUN_S = 240_000  # ms: a tiny run on two busy cores, kernel start included
 UI_S = 60_000
 
-# Pixels of a uPlot canvas drawn in the colour of a legend marker (its border is the
-# series' stroke). Antialiased edges keep their colour in getImageData, hence a tolerance.
-_INK = """([canvas, marker]) => {
-  const want = getComputedStyle(marker).borderTopColor.match(/\\d+/g).map(Number);
-  const { data } = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
-  let inked = 0, series = 0;
-  for (let i = 0; i < data.length; i += 4) {
-    if (data[i + 3] === 0) continue;
-    inked++;
-    if ([0, 1, 2].every((c) => Math.abs(data[i + c] - want[c]) < 40)) series++;
-  }
-  return { inked, series };
-}"""
-
 
 def _ink(page: Page, chart: Locator, series: int = 1) -> dict[str, int]:
     """Pixels of ``chart``'s canvas, and those in the colour of its series ``series``."""
-    canvas = chart.locator("canvas").first.element_handle()
+    canvas = chart.locator("canvas").first
     marker = chart.locator(".u-legend .u-series").nth(series).locator(".u-marker")
-    return page.evaluate(_INK, [canvas, marker.element_handle()])
+    return count_ink(page, canvas, marker, "borderTopColor")
 
 
 def _require_extensions(server: LabServer) -> None:
