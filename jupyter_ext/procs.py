@@ -60,6 +60,12 @@ def process_started(pid: int) -> float | None:
         return None
 
 
+def _reused(pid: int, started: float | None) -> bool:
+    """Whether ``pid`` now belongs to another process than the one started at ``started``."""
+    now = process_started(pid)
+    return now is not None and started is not None and abs(now - started) > _SAME_START_S
+
+
 def process_alive(pid: int | None, started: float | None) -> bool:
     """Whether ``pid`` still runs the process that was started at ``started``.
 
@@ -73,11 +79,10 @@ def process_alive(pid: int | None, started: float | None) -> bool:
     if not pid:
         return False
     reap()  # a child of ours that ended is a zombie until collected
+    if _reused(pid, started):
+        return False
     try:
-        proc = psutil.Process(pid)
-        if started is not None and abs(proc.create_time() - started) > _SAME_START_S:
-            return False  # the pid was reused by another process
-        return proc.status() != psutil.STATUS_ZOMBIE
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
@@ -113,10 +118,7 @@ def signal_group(pid: int | None, sig: int, started: float | None = None) -> boo
         >>> signal_group(run_pid, signal.SIGTERM, started)  # doctest: +SKIP
         True
     """
-    if not pid:
-        return False
-    now = process_started(pid)
-    if now is not None and started is not None and abs(now - started) > _SAME_START_S:
+    if not pid or _reused(pid, started):
         return False
     try:
         os.killpg(os.getpgid(pid), sig)
@@ -148,12 +150,7 @@ def stop_group(
         >>> stop_group(deployment_pid, started, term_timeout=10, kill_timeout=5)  # doctest: +SKIP
         True
     """
-    if not pid:
-        return False
-    now = process_started(pid)
-    if now is not None and started is not None and abs(now - started) > _SAME_START_S:
-        return False  # the pid was reused: not ours to signal
-    if not group_members(pid):
+    if not pid or _reused(pid, started) or not group_members(pid):
         return False
     for sig, wait in ((signal.SIGTERM, term_timeout), (signal.SIGKILL, kill_timeout)):
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -260,9 +260,6 @@ def new_id(when: float | None = None) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(t))}-{ms:03d}-{rand}"
 
 
-new_run_id = new_id
-
-
 class Store:
     """A connection to the workspace store at ``path`` (created with its schema if new).
 

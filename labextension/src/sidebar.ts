@@ -338,7 +338,9 @@ export class RunsSection extends PolledSection {
       className: 'jpe-filter jp-mod-styled',
       attrs: {
         type: 'search',
-        placeholder: 'Filter: name, experiment, id, status',
+        // Short enough for a narrow sidebar; the tooltip says what it matches.
+        placeholder: 'Filter runs',
+        title: 'Matches name, experiment, id and status',
         'aria-label': 'filter runs'
       }
     });
