@@ -17,7 +17,7 @@ LABEXT_OUT := jupyter_ext/labextension
 LABEXT_LINK := $(VENV)/share/jupyter/labextensions/$(LABEXT_NAME)
 LABEXT_SOURCES := $(LABEXT)/package.json $(LABEXT)/tsconfig.json \
 	$(LABEXT)/install.json \
-	$(wildcard $(LABEXT)/src/*.ts $(LABEXT)/style/*.* $(LABEXT)/style/icons/*.svg $(LABEXT)/scripts/*.js)
+	$(wildcard $(LABEXT)/src/*.ts $(LABEXT)/src/chart/*.ts $(LABEXT)/style/*.* $(LABEXT)/style/icons/*.svg $(LABEXT)/scripts/*.js)
 
 .PHONY: install test demo lab bench lint format clean
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,11 +179,16 @@ def test_mimebundle_has_widget_text_and_png_fallback():
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="needs node to parse the ES module")
-def test_front_end_module_parses(tmp_path):
-    js = Path(__file__).resolve().parents[1] / "jupyter_ext" / "widgets" / "chart.js"
-    assert "jupyter-ext-chart" in js.read_text() and "data-points" in js.read_text()
+def test_front_end_is_the_built_uplot_module(tmp_path):
+    """The widget loads the chart module bundled with uPlot (no network, no hand-drawn canvas)."""
+    from jupyter_ext.widgets import chart as chart_module
+
+    built = chart_module._ESM_FILE
+    assert built.is_file(), "make install builds jupyter_ext/widgets/static/chart.js"
+    text = built.read_text()
+    assert "jupyter-ext-chart" in text and "uplot" in text and "snapshot" in text
+    assert LiveChart._esm.endswith(text) and "\n" in LiveChart._esm[:200]
     copy = tmp_path / "chart.mjs"
-    copy.write_text(js.read_text())
+    copy.write_text(LiveChart._esm)
     result = subprocess.run(["node", "--check", str(copy)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert LiveChart._esm == js.read_text()

@@ -155,16 +155,24 @@ def test_view_controls_change_axis_metrics_and_runs(sweep, tmp_path):
         assert view.chart.data.x.max() == 3  # epochs (step // 5)
         assert not view.live  # every run has ended: no polling
 
-        view.x_axis.value = "elapsed"
+        # The chart's toolbar offers the x axes; a choice made there (x_axis) rebuilds.
+        assert dict(view.chart.x_choices)["elapsed"] == "time since start"
+        view.chart.x_axis = "elapsed"
         assert view.chart.x_format == "duration" and view.chart.data.x.min() == 0.0
-        view.x_axis.value = "step"
+        view.chart.x_axis = "step"
         assert view.chart.data.x.max() == 19
+        view.chart.x_axis = "bogus"
+        assert "unknown x axis" in view.message.value and view.chart.x_axis == "step"
 
         view.metric_picker.value = ("val_acc",)
         assert view.chart.panels == ["val_acc"]
         assert set(view.data.key) == {"val_acc"}
         assert [c for c in view.summary.columns if "." in c] == ["val_acc.last", "val_acc.best"]
 
+        # The runs came from one experiment: it is preselected, and filters the picker.
+        assert view.experiment.value == "sweep"
+        assert sweep["other"] not in dict(view.run_picker.options).values()
+        view.experiment.value = "(all experiments)"
         view.run_picker.value = (sweep[0.1], sweep["other"])
         assert set(view.data.name) == {"lr-0.1", "baseline"}
         assert view.chart.notes == {}
@@ -175,9 +183,10 @@ def test_view_controls_change_axis_metrics_and_runs(sweep, tmp_path):
         view.ascending.value = False
         assert view.table.value.index("lr-0.1") < view.table.value.index("baseline")
 
-        view.smoothing.value = 0.5
-        view.log_scale.value = True
-        assert view.chart.smoothing == 0.5 and view.chart.log_y
+        # Log y and smoothing live in the chart's toolbar; the view keeps no copy.
+        view.chart.smoothing = 0.5
+        view.chart.log_y = True
+        assert view.chart.figure().axes[0].get_yscale() == "log"
 
         png, svg = view.save(tmp_path / "c.png"), view.save(tmp_path / "c.svg")
         assert png.stat().st_size > 1000 and b"<svg" in svg.read_bytes()[:500]

@@ -1,14 +1,20 @@
 """LiveChart: the one chart component of the toolkit (run monitor and comparison).
 
-Curves are drawn in the browser on a ``<canvas>`` (an anywidget with plain inline
-JavaScript: no CDN, no build step), because re-rendering a matplotlib PNG costs ~90 ms of
-kernel time per refresh while a live chart must leave the kernel nearly idle. The kernel
-keeps every point (numpy) and sends a view only what it lacks:
+Curves are drawn in the browser by uPlot, through the chart module the JupyterLab panels
+use too (``labextension/src/chart/``, bundled into ``static/chart.js`` inside this package:
+no network at run time), because re-rendering a matplotlib PNG costs ~90 ms of kernel time
+per refresh while a live chart must leave the kernel nearly idle. The kernel keeps every
+point (numpy) and sends a view only what it lacks:
 
 * a view that starts asks for a snapshot, answered with every series downsampled to a
   couple of thousand points (:mod:`jupyter_ext.downsample`, extremes kept);
 * afterwards :meth:`LiveChart.append` sends one message carrying only the new points, as
   binary float64 buffers.
+
+In the browser a person zooms (drag; double-click resets; every panel follows), reads every
+series' raw and smoothed value under a cursor synced across panels, hides a run from the
+legend, and switches log y, smoothing and (where the owner offers them) the x axis; those
+choices come back into :attr:`log_y`, :attr:`smoothing` and :attr:`x_axis`.
 
 matplotlib renders the same data for static images, export (:meth:`LiveChart.save`) and
 front ends without widgets (:meth:`LiveChart.figure`, the ``image/png`` fallback).
@@ -29,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import numpy as np
 import pandas as pd
-from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, validate
+from traitlets import Bool, Dict, Enum, Float, Int, List, Tuple, Unicode, validate
 
 from ..downsample import DEFAULT_POINTS, ema, minmax_indices
 
@@ -51,7 +57,23 @@ PALETTE = (
 )
 _COLOR = re.compile(r"^(#[0-9a-fA-F]{3,8}|[a-zA-Z]+|rgba?\([\d\s.,%]+\))$")
 _EMPTY_DATA = {"series": object, "panel": object, "label": object, "x": float, "y": float}
-_JS = (Path(__file__).with_name("chart.js")).read_text(encoding="utf-8")
+_ESM_FILE = Path(__file__).with_name("static") / "chart.js"
+# What a view shows when the front end was never built (a source checkout without Node).
+_UNBUILT = """// jupyter_ext LiveChart: front end not built
+export default { render({ el }) {
+  el.textContent = "jupyter_ext: the chart's front end is not built (static/chart.js is " +
+    "missing). Run `make install`, or `npm run build` in labextension/.";
+} };
+"""
+
+
+def _load_esm() -> str:
+    if not _ESM_FILE.is_file():
+        return _UNBUILT
+    # A leading comment line keeps anywidget from taking one-line minified code for a path.
+    return "// jupyter_ext LiveChart (labextension/src/chart, uPlot)\n" + _ESM_FILE.read_text(
+        encoding="utf-8"
+    )
 
 
 class _Line:
@@ -107,7 +129,7 @@ class LiveChart(anywidget.AnyWidget):
         >>> chart.save("loss.png")  # doctest: +SKIP
     """
 
-    _esm = _JS
+    _esm = _load_esm()
 
     x_label = Unicode("step", help="Label of the x axis (and of the hover readout).").tag(sync=True)
     x_format = Enum(
@@ -127,6 +149,14 @@ class LiveChart(anywidget.AnyWidget):
     notes = Dict(value_trait=Unicode(), help="A note shown under a panel, by panel name.").tag(
         sync=True
     )
+    x_choices = List(
+        Tuple(Unicode(), Unicode()),
+        help="x axes the owner offers, (key, label); the chart shows a selector when 2+.",
+    ).tag(sync=True)
+    x_axis = Unicode("", help="The x axis chosen among x_choices (set by the view too).").tag(
+        sync=True
+    )
+    toolbar = Bool(True, help="Show log-y, smoothing, zoom and x-axis controls.").tag(sync=True)
 
     snapshot_points = DEFAULT_POINTS
     """Points per series in a view's first snapshot (appends then carry every new point)."""

@@ -1,7 +1,8 @@
 """The comparison view: live charts of several runs, controls, and a summary table.
 
-Curves go through :class:`~jupyter_ext.widgets.chart.LiveChart` (drawn in the browser,
-fed only new points), the same component as the run monitor. Data come from a
+Curves go through :class:`~jupyter_ext.widgets.chart.LiveChart` (uPlot in the browser,
+fed only new points), the same component as the run monitor; its toolbar holds the x axis,
+log y, smoothing and "align to shortest", and its legend hides or shows a run. Data come from a
 :class:`~jupyter_ext.comparison.Comparison`, which reads only new metric chunks; the view
 polls while any shown run is going and stops when all have ended or it is closed.
 """
@@ -23,6 +24,7 @@ from ..config import get_config
 from ..poller import POLLER
 from ..store import ACTIVE, open_store
 from .chart import PALETTE, LiveChart
+from .checklist import CheckList
 
 _X_FORMAT = {"step": "number", "epoch": "number", "time": "time", "elapsed": "duration"}
 _ALL = "(all experiments)"
@@ -41,15 +43,16 @@ def _sid(run_id: str, key: str) -> str:
 class CompareView(W.VBox):
     """Runs side by side: one chart per metric, one colour per run, a summary table.
 
-    Controls pick the runs (filterable by experiment), the metrics, the x axis (step,
-    epoch, wall time, time since start), EMA smoothing and a log scale. ``data`` is the
+    Checkboxes pick the runs (filterable by experiment, preselected when the runs came
+    from one) and the metrics; the chart's toolbar the x axis (step, epoch, wall time,
+    time since start), EMA smoothing and a log scale. ``data`` is the
     long DataFrame of what is shown, ``summary`` the table; ``save`` / ``save_summary``
     export them.
 
     Example::
 
         >>> view = CompareView(["lr-0.1", "lr-0.01"], metrics=["val_loss"])  # doctest: +SKIP
-        >>> view.x_axis.value = "epoch"  # doctest: +SKIP
+        >>> view.chart.x_axis = "epoch"  # doctest: +SKIP
         >>> view.save("sweep.svg"); view.save_summary("sweep.csv")  # doctest: +SKIP
     """
 
@@ -85,27 +88,18 @@ class CompareView(W.VBox):
         _check_keys(self.model, metrics)
 
         self.chart = LiveChart(
-            x_label=X_AXES[self._x], log_y=log_y, smoothing=smoothing, height=200
+            x_label=X_AXES[self._x],
+            log_y=log_y,
+            smoothing=smoothing,
+            height=200,
+            x_choices=list(X_AXES.items()),
+            x_axis=self._x,
         )
-        self.experiment = W.Dropdown(description="experiment", layout=W.Layout(width="260px"))
-        self.run_picker = W.SelectMultiple(
-            description="runs", rows=6, layout=W.Layout(width="420px")
+        self.experiment = W.Dropdown(
+            description="experiment", layout=W.Layout(width="auto", min_width="260px")
         )
-        self.metric_picker = W.SelectMultiple(
-            description="metrics", rows=6, layout=W.Layout(width="300px")
-        )
-        self.x_axis = W.ToggleButtons(
-            options=[(label, key) for key, label in X_AXES.items()],
-            value=self._x,
-            description="x axis",
-            style={"button_width": "110px"},
-        )
-        self.smoothing = W.FloatSlider(
-            value=smoothing, min=0.0, max=0.99, step=0.01, description="smoothing"
-        )
-        self.log_scale = W.Checkbox(value=log_y, description="log scale", indent=False)
-        W.link((self.smoothing, "value"), (self.chart, "smoothing"))
-        W.link((self.log_scale, "value"), (self.chart, "log_y"))
+        self.run_picker = CheckList()
+        self.metric_picker = CheckList()
         self.sort_by = W.Dropdown(description="sort by", layout=W.Layout(width="260px"))
         self.ascending = W.Checkbox(value=True, description="ascending", indent=False)
         self.table = W.HTML()
@@ -124,11 +118,17 @@ class CompareView(W.VBox):
         self.svg_button.on_click(lambda _b: self._export("svg"))
         self.csv_button.on_click(lambda _b: self._export("csv"))
 
+        heading = {"font_weight": "bold"}
         super().__init__(
             children=[
-                W.HBox([self.experiment, self.reload_button, self.x_axis]),
-                W.HBox([self.run_picker, self.metric_picker]),
-                W.HBox([self.smoothing, self.log_scale]),
+                W.HBox([self.experiment, self.reload_button]),
+                W.HBox(
+                    [
+                        W.VBox([W.Label("runs", style=heading), self.run_picker]),
+                        W.VBox([W.Label("metrics", style=heading), self.metric_picker]),
+                    ],
+                    layout=W.Layout(gap="24px", flex_flow="row wrap"),
+                ),
                 self.chart,
                 self.status,
                 W.HBox([self.sort_by, self.ascending]),
@@ -144,7 +144,7 @@ class CompareView(W.VBox):
         self.experiment.observe(self._on_experiment, "value")
         self.run_picker.observe(self._on_runs, "value")
         self.metric_picker.observe(self._on_metrics, "value")
-        self.x_axis.observe(self._on_x, "value")
+        self.chart.observe(self._on_x, "x_axis")
         self.sort_by.observe(lambda _c: self._render_table(), "value")
         self.ascending.observe(lambda _c: self._render_table(), "value")
         self._start_polling()
@@ -188,7 +188,8 @@ class CompareView(W.VBox):
         listed = {r.id for r in rows}
         # Shown runs stay pickable whatever the filter, so the selection stays valid.
         rows += [r for r in self.model.rows.values() if r.id not in listed]
-        return [(f"{r.name} · {r.status} · {r.id}", r.id) for r in rows]
+        # Name first, the short random part of the id last (enough to tell twins apart).
+        return [(f"{r.name} · {r.status} · {r.id.rsplit('-', 1)[-1]}", r.id) for r in rows]
 
     def _available_keys(self) -> list[str]:
         keys = {k for run_id in self.model.run_ids for k in self._store.metric_keys(run_id)}
@@ -197,7 +198,13 @@ class CompareView(W.VBox):
     def _fill_controls(self) -> None:
         self._muted = True
         try:
+            first = not self.experiment.options
             self.experiment.options = [_ALL, *self._store.experiments()]
+            if first:
+                # %compare bc: the experiment the runs came from is the one shown.
+                shown = {r.experiment for r in self.model.rows.values()}
+                if len(shown) == 1 and (only := shown.pop()) in self.experiment.options:
+                    self.experiment.value = only
             self.run_picker.options = self._run_options()
             self.run_picker.value = tuple(self.model.run_ids)
             keys = self._available_keys()
@@ -254,8 +261,14 @@ class CompareView(W.VBox):
             self._rebuild()
 
     def _on_x(self, change: Any) -> None:
+        try:
+            x = normalise_x(change["new"])
+        except ValueError as exc:
+            self.message.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
+            self.chart.x_axis = self._x
+            return
         with self._lock:
-            self._x = change["new"]
+            self._x = x
             self.chart.x_label = X_AXES[self._x]
             self.chart.x_format = _X_FORMAT[self._x]
             self._rebuild()

@@ -7,7 +7,7 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { api, IRunDetail, isActive } from './api';
-import { LineChart, paletteColor } from './chart';
+import { ChartGrid, ISeriesMeta, paletteColor } from './chart';
 import { formatDuration, formatValue, h, mainMetric, statusBadge } from './format';
 import { ApiState } from './state';
 
@@ -43,6 +43,8 @@ export class ComparePanel extends Widget {
     this.message.hidden = true;
     this.table = h('table', { className: 'jpe-compare-table' });
     this.charts = h('div', { className: 'jpe-charts' });
+    this.chart = new ChartGrid({ xLabel: 'step', height: 200, panelClass: 'jpe-chart' });
+    this.charts.append(this.chart.node);
     this.node.append(
       h('h2', { className: 'jpe-run-panel-name', text: this.title.label }),
       this.message,
@@ -63,9 +65,7 @@ export class ComparePanel extends Widget {
       return;
     }
     this.poll.dispose();
-    for (const chart of this._charts.values()) {
-      chart.dispose();
-    }
+    this.chart.dispose();
     super.dispose();
   }
 
@@ -119,49 +119,40 @@ export class ComparePanel extends Widget {
   }
 
   private _append(r: IRunState, series: Record<string, { step: any[]; value: any[] }>): void {
-    for (const [key, s] of Object.entries(series)) {
-      let chart = this._charts.get(key);
-      if (!chart) {
-        chart = new LineChart({ title: key, panel: key });
-        this._charts.set(key, chart);
-        this._placeCharts();
-      }
+    let declared = false;
+    for (const key of Object.keys(series)) {
       const has = this._has.get(key) ?? new Set<string>();
       this._has.set(key, has);
       if (!has.has(r.id)) {
         has.add(r.id);
-        this._setSeries(chart, key);
+        declared = true;
       }
-      chart.append(r.id, s.step ?? [], s.value ?? []);
+    }
+    if (declared) {
+      this._labelSeries();
+    }
+    for (const [key, s] of Object.entries(series)) {
+      this.chart.append(seriesId(r.id, key), s.step ?? [], s.value ?? []);
     }
   }
 
-  private _setSeries(chart: LineChart, key: string): void {
-    const has = this._has.get(key);
-    const specs = this._runs
-      .filter(r => has?.has(r.id))
-      .map(r => ({ id: r.id, label: this._label(r), color: r.color }));
-    chart.setSeries(specs);
-  }
-
-  /** Names can arrive after the first points: keep legends in step. */
+  /** Names can arrive after the first points: keep legends in step. One panel per
+   * metric, the main metric of the first run first; one colour per run. */
   private _labelSeries(): void {
-    for (const [key, chart] of this._charts) {
-      this._setSeries(chart, key);
-    }
-  }
-
-  /** The charts sorted by metric, the main metric of the first run first. */
-  private _placeCharts(): void {
-    const keys = Array.from(this._charts.keys()).sort();
+    const keys = Array.from(this._has.keys()).sort();
     const main = mainMetric(keys);
     const ordered = main ? [main, ...keys.filter(k => k !== main)] : keys;
-    ordered.forEach((key, i) => {
-      const node = this._charts.get(key)!.node;
-      if (this.charts.children[i] !== node) {
-        this.charts.insertBefore(node, this.charts.children[i] ?? null);
+    const metas: ISeriesMeta[] = [];
+    for (const key of ordered) {
+      const has = this._has.get(key)!;
+      for (const r of this._runs) {
+        if (has.has(r.id)) {
+          metas.push({ id: seriesId(r.id, key), panel: key, label: this._label(r), color: r.color });
+        }
       }
-    });
+    }
+    this.chart.setPanels(ordered);
+    this.chart.setSeries(metas);
   }
 
   private _renderTable(): void {
@@ -193,12 +184,16 @@ export class ComparePanel extends Widget {
   private poll: Poll;
   private _loaded = false;
   private _runs: IRunState[];
-  private _charts = new Map<string, LineChart>();
+  private chart: ChartGrid;
   /** Which runs sent points of each metric. */
   private _has = new Map<string, Set<string>>();
   private message: HTMLElement;
   private table: HTMLTableElement;
   private charts: HTMLElement;
+}
+
+function seriesId(runId: string, key: string): string {
+  return `${runId}/${key}`;
 }
 
 function setTextHidden(el: HTMLElement, text: string): void {

@@ -8,7 +8,7 @@ import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { api, ApiError, IRunDetail, isActive } from './api';
-import { LineChart, paletteColor } from './chart';
+import { ChartGrid, paletteColor } from './chart';
 import {
   formatDevices,
   formatDuration,
@@ -60,6 +60,8 @@ export class RunPanel extends Widget {
     this.message = h('div', { className: 'jpe-panel-message' });
     this.message.hidden = true;
     this.charts = h('div', { className: 'jpe-charts' });
+    this.chart = new ChartGrid({ xLabel: 'step', height: 200, panelClass: 'jpe-chart' });
+    this.charts.append(this.chart.node);
     this.noMetrics = h('div', { className: 'jpe-empty', text: 'No metrics logged yet.' });
     this.table = h('table', { className: 'jpe-latest' });
     this.logs = h('pre', { className: 'jpe-log' });
@@ -101,9 +103,7 @@ export class RunPanel extends Widget {
       return;
     }
     this.poll.dispose();
-    for (const chart of this._charts.values()) {
-      chart.dispose();
-    }
+    this.chart.dispose();
     super.dispose();
   }
 
@@ -230,30 +230,22 @@ export class RunPanel extends Widget {
       this._layoutCharts();
     }
     for (const [key, s] of Object.entries(series)) {
-      const chart = this._charts.get(this._panelOfKey.get(key) ?? '');
-      chart?.append(key, s.step ?? [], s.value ?? []);
+      this.chart.append(key, s.step ?? [], s.value ?? []);
     }
     this.noMetrics.hidden = this._keys.size > 0;
   }
 
-  /** One chart per panel group; a new key joins its group's chart (rebuilt). */
+  /** One panel per group (train_x, val_x and x_epoch share "x"); a new key joins it. */
   private _layoutCharts(): void {
     const groups = groupByPanel(this._keys);
-    let i = 0;
+    this.chart.setPanels(Array.from(groups.keys()));
+    const metas = [];
     for (const [panel, keys] of groups) {
-      let chart = this._charts.get(panel);
-      if (!chart) {
-        chart = new LineChart({ title: panel, panel });
-        this._charts.set(panel, chart);
+      for (const key of keys) {
+        metas.push({ id: key, panel, label: key, color: this._color(key) });
       }
-      if (this.charts.children[i] !== chart.node) {
-        this.charts.insertBefore(chart.node, this.charts.children[i] ?? null);
-      }
-      const specs = keys.map(key => ({ id: key, label: key, color: this._color(key) }));
-      chart.setSeries(specs);
-      keys.forEach(key => this._panelOfKey.set(key, panel));
-      i++;
     }
+    this.chart.setSeries(metas);
   }
 
   /** A stable colour per key, in the order keys first appeared. */
@@ -283,8 +275,7 @@ export class RunPanel extends Widget {
   private _after: number | string | null = null;
   private _finished = false;
   private _keys = new Set<string>();
-  private _charts = new Map<string, LineChart>();
-  private _panelOfKey = new Map<string, string>();
+  private chart: ChartGrid;
   private _colors = new Map<string, string>();
   private _clock = new ServerClock();
   private nameEl: HTMLElement;

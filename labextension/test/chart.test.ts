@@ -1,0 +1,135 @@
+// Unit tests of the chart module's data side: the kernel -> view protocol (snapshots,
+// sequence numbers), smoothing, min/max buckets and the shared x column.
+// Run with `npm test` (node's test runner); pytest runs it too (tests/test_chart_js.py).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { SeriesStore, Line, float64 } from '../src/chart/series';
+import { align, bucketize, ema } from '../src/chart/shape';
+import { fmtDuration, fmtNum } from '../src/chart/format';
+
+const f = (xs: number[]): Float64Array => new Float64Array(xs);
+const points = (store: SeriesStore, id: string): [number[], number[]] => {
+  const l = store.get(id)!;
+  return [Array.from(l.x.subarray(0, l.n)), Array.from(l.y.subarray(0, l.n))];
+};
+
+test('messages before the snapshot are ignored, the snapshot replaces everything', () => {
+  const s = new SeriesStore();
+  assert.equal(s.apply({ type: 'append', seq: 1, series: [{ id: 'a', n: 1 }] }, [f([0]), f([1])]), null);
+  assert.equal(s.points, 0);
+  s.append('stale', [0], [0]);
+  const applied = s.apply({ type: 'snapshot', seq: 5, series: [{ id: 'a', n: 2 }] }, [f([0, 1]), f([3, 2])]);
+  assert.ok(applied && applied.all);
+  assert.deepEqual([...s.lines.keys()], ['a']);
+  assert.deepEqual(points(s, 'a'), [[0, 1], [3, 2]]);
+});
+
+test('appends after the snapshot add only newer sequence numbers', () => {
+  const s = new SeriesStore();
+  s.apply({ type: 'snapshot', seq: 5, series: [{ id: 'a', n: 1 }] }, [f([0]), f([1])]);
+  // seq 4 was already part of the snapshot: dropped, not doubled
+  assert.equal(s.apply({ type: 'append', seq: 4, series: [{ id: 'a', n: 1 }] }, [f([1]), f([9])]), null);
+  const applied = s.apply(
+    { type: 'append', seq: 6, series: [{ id: 'a', n: 2 }, { id: 'b', n: 1 }] },
+    [f([1, 2]), f([0.5, 0.25]), f([7]), f([1])]
+  );
+  assert.deepEqual([...applied!.changed].sort(), ['a', 'b']);
+  assert.deepEqual(points(s, 'a'), [[0, 1, 2], [1, 0.5, 0.25]]);
+  assert.deepEqual(points(s, 'b'), [[7], [1]]);
+  assert.equal(s.apply({ type: 'append', seq: 6, series: [{ id: 'a', n: 1 }] }, [f([3]), f([3])]), null);
+  assert.equal(s.get('a')!.n, 3);
+});
+
+test('replace, remove and clear', () => {
+  const s = new SeriesStore();
+  s.apply({ type: 'snapshot', seq: 1, series: [{ id: 'a', n: 2 }, { id: 'b', n: 1 }] }, [
+    f([0, 1]), f([1, 2]), f([0]), f([5])
+  ]);
+  s.apply({ type: 'replace', seq: 2, id: 'a' }, [f([10, 20, 30]), f([1, 2, 3])]);
+  assert.deepEqual(points(s, 'a'), [[10, 20, 30], [1, 2, 3]]);
+  s.apply({ type: 'remove', seq: 3, id: 'b' }, []);
+  assert.deepEqual([...s.lines.keys()], ['a']);
+  const cleared = s.apply({ type: 'clear', seq: 4 }, []);
+  assert.ok(cleared!.all);
+  assert.equal(s.points, 0);
+  assert.equal(s.apply({ type: 'bogus', seq: 5 }, []), null);
+  assert.equal(s.apply({ type: 'append' }, []), null, 'a message without seq is not ours');
+});
+
+test('buffers arrive as unaligned DataViews', () => {
+  const raw = new ArrayBuffer(8 * 3 + 4);
+  const view = new DataView(raw, 4, 24);
+  [1.5, 2.5, 3.5].forEach((v, i) => view.setFloat64(i * 8, v, true));
+  assert.deepEqual(Array.from(float64(view)), [1.5, 2.5, 3.5]);
+});
+
+test('a line keeps NaN as a gap, drops points without x, sorts late points', () => {
+  const l = new Line(2);
+  l.push([0, 1, NaN, 2], [1, NaN, 5, 3]);
+  assert.equal(l.n, 3);
+  assert.ok(Number.isNaN(l.y[1]));
+  l.push([1.5], [9]);
+  assert.equal(l.sorted, false);
+  l.ensureSorted();
+  assert.deepEqual(Array.from(l.x.subarray(0, l.n)), [0, 1, 1.5, 2]);
+  assert.deepEqual(Array.from(l.y.subarray(0, l.n)).map(v => (Number.isNaN(v) ? 'nan' : v)), [1, 'nan', 9, 3]);
+  assert.equal(l.nearest(1.6), 2);
+  assert.equal(l.nearest(-5), 0);
+  assert.equal(l.nearest(99), 3);
+});
+
+test('ema is debiased (starts at the first value) and skips NaN', () => {
+  const out = ema(f([2, 2, 2]), 3, 0.9);
+  assert.deepEqual(Array.from(out), [2, 2, 2]);
+  const withNan = ema(f([1, NaN, 3]), 3, 0.5);
+  assert.equal(withNan[0], 1);
+  assert.ok(Number.isNaN(withNan[1]));
+  // (0.5*0.5*1 + 0.5*3) / (0.5*0.5 + 0.5) = 1.75 / 0.75
+  assert.ok(Math.abs(withNan[2] - 1.75 / 0.75) < 1e-12);
+  assert.deepEqual(Array.from(ema(f([4, 1]), 2, 0)), [4, 1], 'weight 0 is the raw curve');
+});
+
+test('buckets keep the spike: min/max per bucket, mean as the line', () => {
+  const n = 1000;
+  const xs = new Float64Array(n).map((_, i) => i);
+  const ys = new Float64Array(n).fill(1);
+  ys[500] = 100; // one spike
+  ys[10] = NaN;
+  const b = bucketize(xs, ys, ys, n, 0, n - 1, 10);
+  assert.equal(b.x.length, 10);
+  const spike = Array.from(b.hi).indexOf(100);
+  assert.equal(spike, 5, 'x=500 falls in bucket 5 of [0, 999] (500 / 99.9)');
+  assert.equal(Math.min(...Array.from(b.lo)), 1);
+  assert.equal(b.count[0], 99, 'the NaN is left out');
+  assert.equal(b.count.reduce((a, c) => a + c, 0), 999, 'the last x lands in the last bucket');
+  assert.ok(b.mid[5] > 1 && b.mid[5] < 2);
+});
+
+test('align shares one x column; missing points are bridged, NaN is a gap', () => {
+  const same = align([
+    { x: f([0, 1, 2]), n: 3, columns: [f([1, NaN, 3])] },
+    { x: f([0, 1, 2]), n: 3, columns: [f([4, 5, 6])] }
+  ]);
+  assert.deepEqual(same, [[0, 1, 2], [1, null, 3], [4, 5, 6]]);
+  const merged = align([
+    { x: f([0, 2]), n: 2, columns: [f([1, 3]), f([10, 30])] },
+    { x: f([1, 2, 3]), n: 3, columns: [f([5, 6, 7])] }
+  ]);
+  assert.deepEqual(merged, [
+    [0, 1, 2, 3],
+    [1, undefined, 3, undefined],
+    [10, undefined, 30, undefined],
+    [undefined, 5, 6, 7]
+  ]);
+  const log = align([{ x: f([0, 1]), n: 2, columns: [f([0, 2])] }], true);
+  assert.deepEqual(log, [[0, 1], [null, 2]], 'a log axis cannot draw 0');
+});
+
+test('numbers read at 4 significant digits, durations as m:ss', () => {
+  assert.equal(fmtNum(0.123456), '0.1235');
+  assert.equal(fmtNum(12345), '12.3k');
+  assert.equal(fmtNum(NaN), '–');
+  assert.equal(fmtDuration(4), '0:04');
+  assert.equal(fmtDuration(3725), '1:02:05');
+});
