@@ -33,7 +33,8 @@ class CheckList(W.VBox):
         self._muted = False
         kw.setdefault(
             "layout",
-            W.Layout(max_height=max_height, overflow_y="auto", width="auto", min_width="220px"),
+            # As wide as the longest label: a run's name is never cut or overlapped.
+            W.Layout(max_height=max_height, overflow_y="auto", width="max-content"),
         )
         super().__init__(**kw)
         self.add_class("jupyter-ext-checklist")
@@ -64,7 +65,7 @@ class CheckList(W.VBox):
                 description=label,
                 indent=False,
                 description_tooltip=label,
-                layout=W.Layout(width="auto", margin="0"),
+                layout=W.Layout(width="max-content", margin="0"),
                 style={"description_width": "initial"},
             )
             box.observe(self._on_box, "value")

@@ -124,10 +124,13 @@ class CompareView(W.VBox):
                 W.HBox([self.experiment, self.reload_button]),
                 W.HBox(
                     [
-                        W.VBox([W.Label("runs", style=heading), self.run_picker]),
+                        W.VBox(
+                            [W.Label("runs", style=heading), self.run_picker],
+                            layout=W.Layout(margin="0 32px 0 0"),
+                        ),
                         W.VBox([W.Label("metrics", style=heading), self.metric_picker]),
                     ],
-                    layout=W.Layout(gap="24px", flex_flow="row wrap"),
+                    layout=W.Layout(flex_flow="row wrap"),
                 ),
                 self.chart,
                 self.status,

@@ -36,8 +36,8 @@ UI_S = 60_000
 def _ink(page: Page, chart: Locator, series: int = 1) -> dict[str, int]:
     """Pixels of ``chart``'s canvas, and those in the colour of its series ``series``."""
     canvas = chart.locator("canvas").first
-    marker = chart.locator(".u-legend .u-series").nth(series).locator(".u-marker")
-    return count_ink(page, canvas, marker, "borderTopColor")
+    swatch = chart.locator(".jxc-legend .jxc-swatch").nth(series - 1)
+    return count_ink(page, canvas, swatch, "backgroundColor")
 
 
 def _require_extensions(server: LabServer) -> None:
@@ -184,8 +184,8 @@ def test_sidebar_follows_kernel_runs_stops_one_and_panels_survive_a_reload(lab):
     expect(panel).to_be_visible(timeout=UI_S)
     expect(panel.locator(".jpe-run-status")).to_have_text("succeeded", timeout=UI_S)
     loss = panel.locator('.jpe-chart[data-panel="loss"]')
-    expect(loss.locator(".u-legend")).to_contain_text("train_loss", timeout=UI_S)
-    expect(loss.locator(".u-legend")).to_contain_text("val_loss")
+    expect(loss.locator(".jxc-legend")).to_contain_text("train_loss", timeout=UI_S)
+    expect(loss.locator(".jxc-legend")).to_contain_text("val_loss")
     wait_for(lambda: int(loss.get_attribute("data-points") or 0) >= 24, timeout=60,
              what="the run's points in the loss chart")  # fmt: skip
     ink = wait_for(
@@ -201,8 +201,8 @@ def test_sidebar_follows_kernel_runs_stops_one_and_panels_survive_a_reload(lab):
     page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab[data-id^="jupyter-ext-compare-"]').click()
     expect(compare).to_be_visible(timeout=UI_S)
     chart = compare.locator('.jpe-chart[data-panel="train_loss"]')
-    expect(chart.locator(".u-legend")).to_contain_text("short", timeout=UI_S)
-    expect(chart.locator(".u-legend")).to_contain_text("long")
+    expect(chart.locator(".jxc-legend")).to_contain_text("short", timeout=UI_S)
+    expect(chart.locator(".jxc-legend")).to_contain_text("long")
     expect(compare.locator(".jpe-chart")).to_have_count(3)  # train_loss, val_acc, val_loss
     for series in (1, 2):
         wait_for(lambda s=series: _ink(page, chart, s)["series"] > 30, timeout=30,

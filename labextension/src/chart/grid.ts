@@ -699,6 +699,7 @@ export class ChartGrid {
       axes: [xAxis, { ...axis, size: 58, values: (_u, splits) => splits.map(v => fmtNum(v)) }],
       cursor: {
         sync: { key: this._syncKey },
+        y: false, // a horizontal line means nothing on the other panels' scales
         drag: { x: true, y: false, setScale: false },
         // A double-click resets the zoom of every panel (ours), not of one plot (uPlot's).
         bind: { dblclick: () => () => null },
@@ -715,7 +716,16 @@ export class ChartGrid {
             u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
           }
         ],
-        setCursor: [u => this._onCursor(p, u)]
+        setCursor: [u => this._onCursor(p, u)],
+        // The x range shown, on the panel's node: what tests and screen readers can read.
+        setScale: [
+          (u, key) => {
+            if (key === 'x') {
+              p.node.dataset.xMin = String(u.scales.x.min);
+              p.node.dataset.xMax = String(u.scales.x.max);
+            }
+          }
+        ]
       }
     };
   }
