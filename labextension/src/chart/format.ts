@@ -61,8 +61,20 @@ export const DURATION_INCRS = [
   172800, 604800
 ];
 
+const alphaCache = new Map<string, string>();
+
 /** A CSS colour with an alpha, whatever notation it came in. */
 export function withAlpha(color: string, alpha: number): string {
+  const key = `${color}|${alpha}`;
+  let out = alphaCache.get(key);
+  if (out === undefined) {
+    out = parseWithAlpha(color, alpha);
+    alphaCache.set(key, out);
+  }
+  return out;
+}
+
+function parseWithAlpha(color: string, alpha: number): string {
   const hex = /^#([0-9a-f]{3}|[0-9a-f]{6})$/i.exec(color.trim());
   let rgb: number[] | null = null;
   if (hex) {
@@ -74,7 +86,7 @@ export function withAlpha(color: string, alpha: number): string {
     if (ctx) {
       ctx.fillStyle = color;
       const norm = String(ctx.fillStyle);
-      return norm.startsWith('#') ? withAlpha(norm, alpha) : norm;
+      return norm.startsWith('#') ? parseWithAlpha(norm, alpha) : norm;
     }
   }
   return rgb ? `rgba(${rgb.join(',')},${alpha})` : color;

@@ -9,7 +9,7 @@
 import uPlot from 'uplot';
 
 import { Line, SeriesStore } from './series';
-import { align, bucketize, ema, IPart } from './shape';
+import { align, bucketCentres, bucketize, ema, IBuckets, IPart } from './shape';
 import {
   DURATION_INCRS,
   escapeHtml,
@@ -72,6 +72,15 @@ interface IShown {
   dense: boolean;
 }
 
+/** The min..max band of one bucketed series (painted under the lines). */
+interface IBand {
+  label: string;
+  x: Float64Array;
+  lo: Float64Array;
+  hi: Float64Array;
+  fill: string;
+}
+
 interface IPanel {
   name: string;
   node: HTMLDivElement;
@@ -82,6 +91,9 @@ interface IPanel {
   plot: uPlot | null;
   signature: string;
   shown: IShown[];
+  /** Drawn from buckets (their edges follow the x range and the width). */
+  bucketed: boolean;
+  bands: IBand[];
   dirty: boolean;
 }
 
@@ -390,7 +402,7 @@ export class ChartGrid {
       if (moved) {
         for (const p of this._panels.values()) {
           // Buckets follow the range; plain lines only need the new scale.
-          if (p.shown.some(s => s.dense) || !p.plot) {
+          if (p.bucketed || !p.plot) {
             p.dirty = true;
           } else if (!p.dirty) {
             this._applyScale(p);
@@ -489,6 +501,8 @@ export class ChartGrid {
       plot: null,
       signature: '',
       shown: [],
+      bucketed: false,
+      bands: [],
       dirty: true
     };
     host.addEventListener('mouseenter', () => (this._hovered = p));
@@ -560,14 +574,15 @@ export class ChartGrid {
     const weight = this._options.smoothing;
     const full = this._full;
     const view = this._zoom ?? full;
-    // About one bucket per pixel of the visible window, over the whole range.
+    // A bucket per two pixels of the visible window, over the whole range: a band reads
+    // the same as at one per pixel, and each redraw has half the vertices.
     const factor = full && view ? (full[1] - full[0]) / Math.max(1e-300, view[1] - view[0]) : 1;
-    const buckets = Math.max(32, Math.min(1 << 21, Math.round(width * factor)));
+    const buckets = Math.max(32, Math.min(1 << 21, Math.round((width / 2) * factor)));
     const parts: IPart[] = [];
     const shown: IShown[] = [];
     const series: uPlot.Series[] = [{ label: this._options.xLabel }];
-    const bands: uPlot.Band[] = [];
-    let col = 1;
+    const bands: IBand[] = [];
+    const entries: { meta: ISeriesMeta; line: Line; smooth: Float64Array | null }[] = [];
     let points = 0;
     for (const meta of metas) {
       const line = this.store.get(meta.id) ?? null;
@@ -578,32 +593,56 @@ export class ChartGrid {
       line.ensureSorted();
       points += line.n;
       const smooth = weight > 0 ? this._smoothed(meta.id, line, weight) : null;
+      entries.push({ meta, line, smooth });
+    }
+    // Exact points when they are few, or when every series has the same x (runs logged at
+    // the same steps); otherwise every series is summarised on one grid of about a bucket
+    // per pixel, so ten runs with different x never make a table of their union.
+    const shared = entries.every(e => sameX(entries[0].line, e.line));
+    const exact = shared ? (entries[0]?.line.n ?? 0) <= 2 * buckets : points <= 2 * buckets;
+    const centres = exact || !full ? null : bucketCentres(full[0], full[1], buckets);
+    let col = 1;
+    for (const { meta, line, smooth } of entries) {
       const show = !this._hidden.has(meta.label);
-      const dense = line.n > 2 * buckets;
       const main: uPlot.Series = {
         label: meta.label,
         stroke: meta.color,
         width: 1.5,
         show,
-        points: dense ? { show: false } : { fill: meta.color, size: 5 }
+        points: exact ? { fill: meta.color, size: 5 } : { show: false }
       };
-      if (dense) {
-        const b = bucketize(line.x, line.y, smooth ?? line.y, line.n, full[0], full[1], buckets);
-        parts.push({ x: b.x, n: buckets, columns: [b.mid, b.hi, b.lo] });
-        const edge = { show, width: 0, points: { show: false } };
-        series.push(main, { label: `${meta.label} max`, ...edge }, { label: `${meta.label} min`, ...edge });
-        bands.push({ series: [col + 1, col + 2], fill: withAlpha(meta.color, 0.2) });
-        shown.push({ meta, line, cols: [col, col + 1, col + 2], dense: true });
-        col += 3;
+      const faint: uPlot.Series = {
+        label: `${meta.label} raw`,
+        stroke: withAlpha(meta.color, 0.3),
+        width: 1,
+        show,
+        points: { show: false }
+      };
+      if (centres && full) {
+        const b = bucketize(
+          line.x, line.y, smooth ?? line.y, line.n, full[0], full[1], buckets, centres,
+          this._buckets.get(meta.id)
+        );
+        this._buckets.set(meta.id, b);
+        const band = b.maxCount > 1;
+        const columns: ArrayLike<number>[] = [b.mid];
+        series.push(main);
+        const cols = [col];
+        if (band) {
+          // Several points share a pixel: a band spans their min..max, so spikes stay
+          // visible (painted by _paintBands under the lines: no uPlot series of its own).
+          bands.push({ label: meta.label, x: centres, lo: b.lo, hi: b.hi, fill: withAlpha(meta.color, 0.2) });
+        } else if (smooth) {
+          columns.push(b.rawMid);
+          series.push(faint);
+          cols.push(col + 1);
+        }
+        parts.push({ x: centres, n: buckets, columns, count: b.count, bad: b.bad });
+        shown.push({ meta, line, cols, dense: band });
+        col += cols.length;
       } else if (smooth) {
         parts.push({ x: line.x, n: line.n, columns: [smooth, line.y] });
-        series.push(main, {
-          label: `${meta.label} raw`,
-          stroke: withAlpha(meta.color, 0.3),
-          width: 1,
-          show,
-          points: { show: false }
-        });
+        series.push(main, faint);
         shown.push({ meta, line, cols: [col, col + 1], dense: false });
         col += 2;
       } else {
@@ -613,12 +652,14 @@ export class ChartGrid {
         col += 1;
       }
     }
+    p.bucketed = centres !== null;
+    p.bands = bands;
     p.shown = shown;
     p.node.dataset.points = String(points);
     const data = align(parts, this._options.logY) as uPlot.AlignedData;
     const signature = JSON.stringify([
       series.map(s => [s.label, s.stroke, s.width]),
-      bands.length,
+      bands.length > 0,
       this._options.logY,
       this._options.xFormat,
       this._options.xLabel,
@@ -633,7 +674,7 @@ export class ChartGrid {
     } else {
       this._destroyPlot(p);
       p.signature = signature;
-      p.plot = new uPlot(this._plotOptions(p, width, series, bands), data, p.host);
+      p.plot = new uPlot(this._plotOptions(p, width, series), data, p.host);
     }
     this._renderLegend(p);
   }
@@ -661,8 +702,7 @@ export class ChartGrid {
   private _plotOptions(
     p: IPanel,
     width: number,
-    series: uPlot.Series[],
-    bands: uPlot.Band[]
+    series: uPlot.Series[]
   ): uPlot.Options {
     const ink = cssVar(this.node, '--jp-ui-font-color2', '#666');
     const grid = cssVar(this.node, '--jp-border-color2', '#ddd');
@@ -690,11 +730,13 @@ export class ChartGrid {
       width,
       height,
       series,
-      bands,
       legend: { show: false },
       scales: {
         x: { time: xFormat === 'time', range: () => this._xRange() },
-        y: logY ? { distr: 3 } : {}
+        y: {
+          distr: logY ? 3 : 1,
+          range: (u, min, max) => this._yRange(p, u, min, max)
+        }
       },
       axes: [xAxis, { ...axis, size: 58, values: (_u, splits) => splits.map(v => fmtNum(v)) }],
       cursor: {
@@ -717,6 +759,7 @@ export class ChartGrid {
           }
         ],
         setCursor: [u => this._onCursor(p, u)],
+        drawAxes: [u => this._paintBands(p, u)],
         // The x range shown, on the panel's node: what tests and screen readers can read.
         setScale: [
           (u, key) => {
@@ -728,6 +771,105 @@ export class ChartGrid {
         ]
       }
     };
+  }
+
+  /** Visible bands, on the x window shown: [first, last] bucket index, or null. */
+  private _bandWindow(band: IBand, u: uPlot): [number, number] | null {
+    const { min, max } = u.scales.x;
+    const n = band.x.length;
+    if (n === 0 || min === undefined || max === undefined) {
+      return null;
+    }
+    const step = n > 1 ? band.x[1] - band.x[0] : 1;
+    const first = Math.max(0, Math.floor((min - band.x[0]) / step) - 1);
+    const last = Math.min(n - 1, Math.ceil((max - band.x[0]) / step) + 1);
+    return first <= last ? [first, last] : null;
+  }
+
+  /** y range of the lines and of the bands (a spike in a band must fit on the plot). */
+  private _yRange(p: IPanel, u: uPlot, min: number, max: number): uPlot.Range.MinMax {
+    const logY = this._options.logY;
+    let lo = min ?? Infinity;
+    let hi = max ?? -Infinity;
+    for (const band of p.bands) {
+      const window = this._hidden.has(band.label) ? null : this._bandWindow(band, u);
+      for (let i = window ? window[0] : 1; window && i <= window[1]; i++) {
+        const a = band.lo[i];
+        const b = band.hi[i];
+        if (a < lo && (!logY || a > 0)) {
+          lo = a;
+        }
+        if (b > hi) {
+          hi = b;
+        }
+      }
+    }
+    if (!(hi >= lo)) {
+      return logY ? [1, 10] : [0, 1];
+    }
+    return logY ? uPlot.rangeLog(lo, hi, 10, false) : uPlot.rangeNum(lo, hi, 0.1, true);
+  }
+
+  /** Fill each band between its min and max edges, under the lines, gaps left open. */
+  private _paintBands(p: IPanel, u: uPlot): void {
+    if (p.bands.length === 0) {
+      return;
+    }
+    const ctx = u.ctx;
+    const logY = this._options.logY;
+    const { left, top, width, height } = u.bbox;
+    // Linear axes map by hand (valToPos per vertex is most of the cost); log uses uPlot.
+    const xs = u.scales.x;
+    const ys = u.scales.y;
+    const kx = width / ((xs.max ?? 1) - (xs.min ?? 0) || 1);
+    const ky = height / ((ys.max ?? 1) - (ys.min ?? 0) || 1);
+    const px = (v: number): number => left + (v - (xs.min ?? 0)) * kx;
+    const py = logY
+      ? (v: number): number => u.valToPos(v, 'y', true)
+      : (v: number): number => top + height - (v - (ys.min ?? 0)) * ky;
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(left, top, width, height);
+    ctx.clip();
+    for (const band of p.bands) {
+      const window = this._hidden.has(band.label) ? null : this._bandWindow(band, u);
+      if (!window) {
+        continue;
+      }
+      ctx.fillStyle = band.fill;
+      ctx.beginPath();
+      let start = -1;
+      const close = (end: number): void => {
+        // Back along the min edge to where this run of buckets started.
+        for (let j = end; j >= start; j--) {
+          ctx.lineTo(px(band.x[j]), py(band.lo[j]));
+        }
+        ctx.closePath();
+        start = -1;
+      };
+      for (let i = window[0]; i <= window[1]; i++) {
+        const ok = band.hi[i] === band.hi[i] && (!logY || band.lo[i] > 0);
+        if (!ok) {
+          if (start >= 0) {
+            close(i - 1);
+          }
+          continue;
+        }
+        const x = px(band.x[i]);
+        const y = py(band.hi[i]);
+        if (start < 0) {
+          start = i;
+          ctx.moveTo(x, y);
+        } else {
+          ctx.lineTo(x, y);
+        }
+      }
+      if (start >= 0) {
+        close(window[1]);
+      }
+      ctx.fill();
+    }
+    ctx.restore();
   }
 
   private _onCursor(p: IPanel, u: uPlot): void {
@@ -821,7 +963,7 @@ export class ChartGrid {
         parts.push(`${nonpositive} value${nonpositive > 1 ? 's' : ''} <= 0 not drawn on a log axis`);
       }
     }
-    if (p.shown.some(s => s.dense)) {
+    if (p.bands.length) {
       parts.push('dense: line = mean per pixel, band = min..max');
     }
     if (this._notes[p.name]) {
@@ -908,8 +1050,8 @@ export class ChartGrid {
     for (const p of this._panels.values()) {
       const width = this._width(p);
       if (p.plot && width >= 40 && width !== p.plot.width) {
-        // A new width changes the buckets of dense series: redraw those.
-        if (p.shown.some(s => s.dense)) {
+        // A new width changes the buckets: redraw those panels.
+        if (p.bucketed) {
           p.dirty = true;
         } else {
           p.plot.setSize({ width, height: this._options.height });
@@ -958,8 +1100,24 @@ export class ChartGrid {
     string,
     { version: number; weight: number; n: number; values: Float64Array }
   >();
+  private _buckets = new Map<string, IBuckets>();
   private _frame = 0;
   private _disposed = false;
+}
+
+function sameX(a: Line, b: Line): boolean {
+  if (a === b) {
+    return true;
+  }
+  if (a.n !== b.n) {
+    return false;
+  }
+  for (let i = 0; i < a.n; i++) {
+    if (a.x[i] !== b.x[i]) {
+      return false;
+    }
+  }
+  return true;
 }
 
 function sameRange(a: [number, number] | null, b: [number, number] | null): boolean {

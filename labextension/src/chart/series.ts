@@ -28,6 +28,9 @@ export class Line {
   push(xs: ArrayLike<number | null>, ys: ArrayLike<number | null>): void {
     const count = Math.min(xs.length, ys.length);
     this._reserve(this.n + count);
+    if (xs instanceof Float64Array && ys instanceof Float64Array && this._pushTyped(xs, ys, count)) {
+      return;
+    }
     let prev = this.n ? this.x[this.n - 1] : -Infinity;
     let n = this.n;
     for (let i = 0; i < count; i++) {
@@ -47,6 +50,28 @@ export class Line {
     }
     this.n = n;
     this.version++;
+  }
+
+  /** The kernel's buffers: copied in bulk when every x is finite (the usual case). */
+  private _pushTyped(xs: Float64Array, ys: Float64Array, count: number): boolean {
+    let prev = this.n ? this.x[this.n - 1] : -Infinity;
+    let sorted = this.sorted;
+    for (let i = 0; i < count; i++) {
+      const x = xs[i];
+      if (x - x !== 0) {
+        return false; // NaN or inf x: the point-by-point path drops it
+      }
+      if (x < prev) {
+        sorted = false;
+      }
+      prev = x;
+    }
+    this.x.set(count === xs.length ? xs : xs.subarray(0, count), this.n);
+    this.y.set(count === ys.length ? ys : ys.subarray(0, count), this.n);
+    this.n += count;
+    this.sorted = sorted;
+    this.version++;
+    return true;
   }
 
   /** Sort by x when points arrived out of order (stable for equal x). */

@@ -22,15 +22,32 @@ export function ema(ys: ArrayLike<number>, n: number, weight: number): Float64Ar
   return out;
 }
 
-/** Per-bucket summary of a dense series: a line through the means, a band min..max. */
+/** Per-bucket summary of a series: a line through the means, a band min..max. */
 export interface IBuckets {
   /** Bucket centres (shared by every series bucketed over the same range and count). */
   x: Float64Array;
+  /** Mean of `line` (raw or smoothed values) per bucket. */
   mid: Float64Array;
+  /** Mean of the raw values per bucket. */
+  rawMid: Float64Array;
   lo: Float64Array;
   hi: Float64Array;
-  /** Points per bucket (0: no point there; its values are NaN). */
+  /** Finite points per bucket (0: no point there; its values are NaN). */
   count: Uint32Array;
+  /** Non-finite points per bucket (a bucket with only these is a gap, not a bridge). */
+  bad: Uint32Array;
+  /** The most points any bucket holds (1: the series is sparser than the buckets). */
+  maxCount: number;
+}
+
+/** Centres of `buckets` equal parts of [x0, x1] (share one array between series). */
+export function bucketCentres(x0: number, x1: number, buckets: number): Float64Array {
+  const x = new Float64Array(buckets);
+  const width = (x1 - x0 || 1) / buckets;
+  for (let b = 0; b < buckets; b++) {
+    x[b] = x0 + (b + 0.5) * width;
+  }
+  return x;
 }
 
 /**
@@ -45,29 +62,44 @@ export function bucketize(
   n: number,
   x0: number,
   x1: number,
-  buckets: number
+  buckets: number,
+  centres?: Float64Array,
+  reuse?: IBuckets
 ): IBuckets {
-  const count = new Uint32Array(buckets);
-  const sum = new Float64Array(buckets);
-  const lo = new Float64Array(buckets).fill(Infinity);
-  const hi = new Float64Array(buckets).fill(-Infinity);
+  // A live chart rebuckets on every refresh: reuse the last arrays (no garbage per frame).
+  const same = reuse !== undefined && reuse.count.length === buckets;
+  const count = same ? reuse.count.fill(0) : new Uint32Array(buckets);
+  const bad = same ? reuse.bad.fill(0) : new Uint32Array(buckets);
+  const sum = same ? reuse.mid.fill(0) : new Float64Array(buckets);
+  const rawSum = same ? reuse.rawMid.fill(0) : new Float64Array(buckets);
+  const lo = (same ? reuse.lo : new Float64Array(buckets)).fill(Infinity);
+  const hi = (same ? reuse.hi : new Float64Array(buckets)).fill(-Infinity);
   const span = x1 - x0 || 1;
   const scale = buckets / span;
+  // Kept to the fewest operations per point: a chart's first render runs this before
+  // the JIT has warmed up. `v - v !== 0` is true for NaN and +-inf alike.
+  const last = buckets - 1;
   for (let i = 0; i < n; i++) {
+    const d = xs[i] - x0;
+    if (d < 0) {
+      continue;
+    }
+    let b = Math.floor(d * scale);
+    if (b > last) {
+      if (b > buckets) {
+        continue;
+      }
+      b = last; // x1 itself belongs to the last bucket
+    }
     const r = raw[i];
-    const v = line[i];
-    if (!Number.isFinite(r) || !Number.isFinite(v)) {
+    const v = raw === line ? r : line[i];
+    if (r - r !== 0 || v - v !== 0) {
+      bad[b]++;
       continue;
-    }
-    let b = Math.floor((xs[i] - x0) * scale);
-    if (b < 0 || b > buckets) {
-      continue;
-    }
-    if (b === buckets) {
-      b = buckets - 1; // x1 itself belongs to the last bucket
     }
     count[b]++;
     sum[b] += v;
+    rawSum[b] += r;
     if (r < lo[b]) {
       lo[b] = r;
     }
@@ -75,18 +107,23 @@ export function bucketize(
       hi[b] = r;
     }
   }
-  const x = new Float64Array(buckets);
-  const mid = new Float64Array(buckets);
-  const width = span / buckets;
+  const x = centres ?? bucketCentres(x0, x1, buckets);
+  // The sums become the means in place.
+  const mid = sum;
+  const rawMid = rawSum;
+  let maxCount = 0;
   for (let b = 0; b < buckets; b++) {
-    x[b] = x0 + (b + 0.5) * width;
     if (count[b] === 0) {
-      mid[b] = lo[b] = hi[b] = NaN;
+      mid[b] = rawMid[b] = lo[b] = hi[b] = NaN;
     } else {
       mid[b] = sum[b] / count[b];
+      rawMid[b] = rawSum[b] / count[b];
+      if (count[b] > maxCount) {
+        maxCount = count[b];
+      }
     }
   }
-  return { x, mid, lo, hi, count };
+  return { x, mid, rawMid, lo, hi, count, bad, maxCount };
 }
 
 /** uPlot's value for "no point at this x" (bridged) and "a gap here" (not joined). */
@@ -98,6 +135,10 @@ export interface IPart {
   n: number;
   /** Each column has `n` values; NaN (and, on a log axis, values <= 0) become gaps. */
   columns: ArrayLike<number>[];
+  /** Bucketed parts: points per bucket. An empty bucket is bridged (no point there),
+   * unless `bad` counts non-finite points in it: then it is a gap. */
+  count?: Uint32Array;
+  bad?: Uint32Array;
 }
 
 function sameX(a: IPart, b: IPart): boolean {
@@ -122,7 +163,9 @@ function sameX(a: IPart, b: IPart): boolean {
  * the same x (runs logged at the same steps) nothing is merged.
  */
 export function align(parts: IPart[], logY = false): Cell[][] {
-  const cell = (v: number): Cell => (Number.isFinite(v) && (!logY || v > 0) ? v : null);
+  const value = (v: number): Cell => (Number.isFinite(v) && (!logY || v > 0) ? v : null);
+  const cellOf = (p: IPart, col: ArrayLike<number>, i: number): Cell =>
+    p.count && p.count[i] === 0 ? (p.bad && p.bad[i] > 0 ? null : undefined) : value(col[i]);
   if (parts.length === 0) {
     return [[]];
   }
@@ -135,7 +178,7 @@ export function align(parts: IPart[], logY = false): Cell[][] {
       for (const col of p.columns) {
         const c: Cell[] = new Array(n);
         for (let i = 0; i < n; i++) {
-          c[i] = cell(col[i]);
+          c[i] = cellOf(p, col, i);
         }
         out.push(c);
       }
@@ -170,7 +213,7 @@ export function align(parts: IPart[], logY = false): Cell[][] {
         j++;
       }
       for (let c = 0; c < cols.length; c++) {
-        cols[c][j] = cell(p.columns[c][i]);
+        cols[c][j] = cellOf(p, p.columns[c], i);
       }
     }
     out.push(...cols);
