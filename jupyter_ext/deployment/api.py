@@ -222,10 +222,8 @@ def _export(target: DeployTarget, job: DeployJob, fmt: str) -> ExportResult:
         tolerance=job.tolerance, api_key_hash=hash_key(job.api_key) if job.api_key else None,
         extra={"run_id": job.run_id},
     )  # fmt: skip
-    job.say(
-        f"Exported {job.name} as {result.format} in {result.export_s:.1f} s ({result.reason}); "
-        f"parity max |diff| {result.max_abs_diff:.3g}"
-    )
+    # progress only: the returned Deployment's card says why this format, and the parity
+    job.say(f"Exported {job.name} as {result.format} in {result.export_s:.1f} s.")
     return result
 
 
@@ -253,7 +251,9 @@ def deployments(status: str | None = None, target: str | None = None) -> pd.Data
     ]
     df = pd.DataFrame(rows, columns=COLUMNS)
     df["created"] = pd.to_datetime(df["created"], unit="s")
-    return df
+    from ..tables import DeploymentsFrame  # the data as they are; only the display differs
+
+    return DeploymentsFrame(df)
 
 
 def get_deployment(name: str, api_key: str | None = None) -> Deployment:

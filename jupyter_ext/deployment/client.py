@@ -203,6 +203,13 @@ class Deployment:
         home = self._home if self._home is not None else self._store().path.parent
         get_target(self.target).discard(home, self._record)
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """The notebook's card: URL, format and why, parity, and a request to copy
+        (:mod:`.card`); ``repr()`` stays one line."""
+        from .card import card_mimebundle
+
+        return card_mimebundle(self.refresh()._record)
+
     def __repr__(self) -> str:
         where = self.url if self.target == "local" else str(self.path)
         return (

@@ -147,7 +147,8 @@ class DeployMagics(Magics):
     @argument("--target", help="only deployments of this target (local, bundle)")
     @line_magic
     def deployments(self, line: str = "") -> Any:
-        """List the deployments of the workspace (name, target, status, url, format, ...).
+        """List the deployments of the workspace (name, target, status, url, format, ...):
+        a DataFrame, shown as a table for reading (see jupyter_ext.tables).
 
         Example: %deployments --status running
         """

@@ -107,7 +107,9 @@ class TrainingMagics(Magics):
     @argument("--status", help="Only runs with this status (queued, running, succeeded, ...).")
     @line_magic
     def runs(self, line: str = "") -> Any:
-        """Every run of the workspace as a DataFrame."""
+        """Every run of the workspace as a DataFrame, shown as a table for reading (name
+        first, status badge, hparams and latest metrics as columns, best marked; see
+        jupyter_ext.tables). Example: %runs --experiment digits --status succeeded"""
         args = parse(self.runs, line)
         try:
             return runs_api.runs(experiment=args.experiment, status=args.status)

@@ -23,17 +23,12 @@ from ..comparison import X_AXES, Comparison, _check_keys, normalise_x
 from ..config import get_config
 from ..poller import POLLER
 from ..store import ACTIVE, open_store
+from ..tables import summary_html
 from .chart import PALETTE, LiveChart
 from .checklist import CheckList
 
 _X_FORMAT = {"step": "number", "epoch": "number", "time": "time", "elapsed": "duration"}
 _ALL = "(all experiments)"
-_TABLE_CSS = (
-    "<style>.jupyter-ext-summary{border-collapse:collapse;font-size:12px}"
-    ".jupyter-ext-summary th,.jupyter-ext-summary td{padding:2px 10px;text-align:right;"
-    "border-bottom:1px solid var(--jp-border-color2,#ddd)}"
-    ".jupyter-ext-summary th{border-bottom-width:2px}</style>"
-)
 
 
 def _sid(run_id: str, key: str) -> str:
@@ -339,13 +334,7 @@ class CompareView(W.VBox):
         by = self.sort_by.value
         if by in df.columns:
             df = df.sort_values(by, ascending=self.ascending.value, na_position="last")
-        self.table.value = _TABLE_CSS + df.to_html(
-            index=False,
-            border=0,
-            classes="jupyter-ext-summary",
-            na_rep="—",
-            float_format=lambda v: f"{v:.4g}",
-        )
+        self.table.value = summary_html(df, self._best)  # rows kept in the order given
 
     def _render_status(self) -> None:
         rows = list(self.model.rows.values())

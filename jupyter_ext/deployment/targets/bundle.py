@@ -73,7 +73,8 @@ class Target(DeployTarget):
             status="built",
             path=str(out.resolve()),
             run_id=job.run_id,
-            info=record_info(result, job.example),
+            # the card's request examples send the key header when one is required
+            info={**record_info(result, job.example), "api_key_required": job.api_key is not None},
         )
         job.say(f"Bundle written to {out} (python server.py, or docker build).")
         return DeployOutcome(Outcome.BUILT, job.name, record)

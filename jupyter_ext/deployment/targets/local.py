@@ -260,10 +260,9 @@ def _announce(job: DeployJob, record: DeploymentRecord | None) -> None:
     if record is None:
         return
     info = record.info or {}
+    # one short line while deploying; the returned Deployment's card has the details
     job.say(
-        f"Serving {job.name} at {record.url} ({record.engine}, pid {record.pid}): healthy "
-        f"{info.get('healthy_s', 0):.1f} s after start; parity over HTTP: max |diff| "
-        f"{info.get('parity_max_abs_diff', 0):.3g} on the example {list(job.example.shape)}."
+        f"Serving {job.name} at {record.url}: healthy {info.get('healthy_s', 0):.1f} s after start."
     )
     if job.generated_key:
         job.say(
