@@ -9,7 +9,11 @@ and CPU/RAM from psutil.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import platform
+import threading
+import time
 from typing import Any
 
 import pandas as pd
@@ -47,6 +51,50 @@ def _cpu_name() -> str:
     return f"{name} ({psutil.cpu_count(logical=True)} logical cores)"
 
 
+# One CPU-load sampler for the process. psutil.cpu_percent(interval=None) keeps its last
+# reading per thread, so the first call on each thread (a panel's loader, the poller, a
+# server handler) reads 0 %; readings here are shared by every caller and thread.
+_CPU_MIN_WINDOW_S = 0.5
+_cpu_lock = threading.Lock()
+_cpu_last: tuple[float, float, float, float] | None = None  # (when, busy, total, pct)
+
+
+def _busy_total() -> tuple[float, float]:
+    t = psutil.cpu_times()
+    total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    # iowait is time the CPU waited doing nothing: idle, as psutil counts it too.
+    return total - t.idle - getattr(t, "iowait", 0.0), total
+
+
+def cpu_load() -> float:
+    """System-wide CPU load in % since the previous reading, from any thread; readings
+    closer than half a second return the previous figure. The very first one measures
+    over 0.1 s.
+
+    Example::
+
+        >>> 0.0 <= cpu_load() <= 100.0
+        True
+    """
+    global _cpu_last
+    with _cpu_lock:
+        now = time.monotonic()
+        if _cpu_last is None:
+            busy0, total0 = _busy_total()
+            time.sleep(0.1)  # a first window to measure over; once per process
+            now = time.monotonic()
+        elif now - _cpu_last[0] < _CPU_MIN_WINDOW_S:
+            return _cpu_last[3]
+        else:
+            _, busy0, total0, _ = _cpu_last
+        busy, total = _busy_total()
+        d_total = total - total0
+        pct = 100.0 * (busy - busy0) / d_total if d_total > 0 else 0.0
+        pct = round(max(0.0, min(100.0, pct)), 1)
+        _cpu_last = (now, busy, total, pct)
+        return pct
+
+
 def _cpu_rows() -> list[dict[str, Any]]:
     mem = psutil.virtual_memory()
     return [
@@ -57,9 +105,7 @@ def _cpu_rows() -> list[dict[str, Any]]:
             "available": True,
             "memory_total_mb": mem.total / _MB,
             "memory_used_mb": (mem.total - mem.available) / _MB,
-            # interval=None compares with the previous call: non-blocking, which a
-            # panel refreshing every second needs (the first call reads 0.0).
-            "utilization_pct": psutil.cpu_percent(interval=None),
+            "utilization_pct": cpu_load(),
             "note": "",
         }
     ]
@@ -165,11 +211,37 @@ def _generic_rows(kind: str, cls: type) -> list[dict[str, Any]]:
     ]
 
 
+# What each kind is, in words a person knows (class names like XLAAccelerator are not).
+_TITLES = {
+    "cpu": "CPU",
+    "cuda": "NVIDIA GPU (CUDA)",
+    "gpu": "GPU",
+    "mps": "Apple GPU (MPS)",
+    "tpu": "Google TPU (XLA)",
+    "xla": "Google TPU (XLA)",
+}
+
+
+def kind_title(kind: str, cls: type | None = None) -> str:
+    """What an accelerator kind is, in plain words; a plugin's kind falls back to its
+    class name without the ``Accelerator`` suffix.
+
+    Example::
+
+        >>> kind_title("tpu")
+        'Google TPU (XLA)'
+    """
+    if kind in _TITLES:
+        return _TITLES[kind]
+    name = cls.__name__ if cls is not None else kind
+    return name.removesuffix("Accelerator") or name
+
+
 def _unavailable_row(kind: str, cls: type, reason: str) -> dict[str, Any]:
     return {
         "accelerator": kind,
         "index": pd.NA,
-        "name": cls.__name__,
+        "name": kind_title(kind, cls),
         "available": False,
         "memory_total_mb": float("nan"),
         "memory_used_mb": float("nan"),
@@ -194,40 +266,52 @@ def _kind_of(cls: type) -> str:
 
 
 def why_unavailable(kind: str) -> str:
-    """Why an accelerator kind cannot be used here, in plain words (not install advice
-    for hardware the machine does not have).
+    """Why an accelerator kind cannot be used here, in plain words: what is missing on
+    this machine, never install advice for hardware it does not have.
 
     Example::
 
-        >>> why_unavailable("mps") if platform.system() != "Darwin" else "skip"
-        'Apple GPUs (MPS) exist only on macOS with Apple silicon'
+        >>> why_unavailable("mps") if platform.system() == "Linux" else "skip"
+        'Apple MPS exists only on macOS, not on Linux'
     """
     import importlib.util
 
     if kind == "cuda":
         import torch
 
-        if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
-            return "the installed torch is a CPU-only build (no CUDA support)"
+        cpu_only = torch.version.cuda is None and getattr(torch.version, "hip", None) is None
         if not _nvidia_driver():
-            return "no NVIDIA GPU or driver on this machine"
+            # Both facts matter: a CUDA build of torch would not help without a driver.
+            return "no NVIDIA driver on this machine" + (
+                " (and this torch is a CPU-only build)" if cpu_only else ""
+            )
+        if cpu_only:
+            return "CUDA build of torch missing: the installed torch is CPU-only"
         return "torch sees no CUDA device (check CUDA_VISIBLE_DEVICES)"
     if kind == "mps":
         if platform.system() != "Darwin":
-            return "Apple GPUs (MPS) exist only on macOS with Apple silicon"
+            return f"Apple MPS exists only on macOS, not on {platform.system() or 'this OS'}"
         return "torch was built without MPS support, or this Mac has no Apple GPU"
     if kind in ("tpu", "xla"):
         if importlib.util.find_spec("torch_xla") is None:
-            return "no TPU here (torch_xla, which TPU machines come with, is not installed)"
+            return "no torch_xla installed (TPU machines come with it)"
         return "torch_xla found no TPU device"
     return "not available on this machine"
 
 
 def _nvidia_driver() -> bool:
+    """Whether an NVIDIA driver is loaded: NVML answers, or (without nvidia-ml-py) the
+    kernel module or the driver's library is there."""
     try:
         import pynvml
     except ImportError:
-        return False
+        if os.path.exists("/proc/driver/nvidia/version"):
+            return True
+        try:
+            ctypes.CDLL("libnvidia-ml.so.1")
+        except OSError:
+            return False
+        return True
     try:
         pynvml.nvmlInit()
     except Exception:  # NVMLError_LibraryNotFound / DriverNotLoaded: no driver

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .config import get_config
@@ -52,6 +55,60 @@ class Selection:
 
 
 _current: Selection | None = None
+
+log = logging.getLogger(__name__)
+# Views that show the selection (every open accelerators panel) register here, so that
+# `%accelerator`, `select()` and a panel's own controls can never leave one stale.
+_watchers: list[Callable[[], Callable[[Selection], Any] | None]] = []
+_watch_lock = threading.Lock()
+
+
+def watch(callback: Callable[[Selection], Any]) -> Callable[[], None]:
+    """Call ``callback(selection)`` whenever this kernel's selection changes
+    (:func:`select`, :func:`reset`); returns a function that stops the calls.
+
+    A bound method is held weakly, so a view that is garbage-collected drops out by
+    itself. A callback that raises is logged; the selection still changes.
+
+    Example::
+
+        >>> stop = watch(lambda sel: print("now", sel.accelerator))
+        >>> _ = select("cpu")  # doctest: +SKIP
+        now cpu
+        >>> stop()
+    """
+    if not callable(callback):
+        raise TypeError(f"watch() needs a callable, not {callback!r}")
+    ref: Callable[[], Callable[[Selection], Any] | None]
+    if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
+        ref = weakref.WeakMethod(callback)  # type: ignore[arg-type]
+    else:
+        ref = lambda: callback  # noqa: E731  (a strong reference for plain functions)
+    with _watch_lock:
+        _watchers.append(ref)
+
+    def unwatch() -> None:
+        with _watch_lock:
+            if ref in _watchers:
+                _watchers.remove(ref)
+
+    return unwatch
+
+
+def _notify() -> None:
+    sel = selection()
+    with _watch_lock:
+        refs = list(_watchers)
+    for ref in refs:
+        callback = ref()
+        if callback is None:
+            with _watch_lock, contextlib.suppress(ValueError):
+                _watchers.remove(ref)
+            continue
+        try:
+            callback(sel)
+        except Exception:
+            log.exception("a view of the accelerator selection failed to update")
 
 
 def _parse_devices(devices: Any) -> int | str | list[int]:
@@ -144,6 +201,7 @@ def select(
     """
     global _current
     _current = validate(_make(accelerator, devices, precision, strategy))
+    _notify()
     return _current
 
 
@@ -199,6 +257,7 @@ def reset() -> None:
     """Forget the kernel's choice and fall back to the configured default."""
     global _current
     _current = None
+    _notify()
 
 
 def device() -> Any:

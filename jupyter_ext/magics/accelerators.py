@@ -14,6 +14,10 @@ from ..devices import accelerators as list_accelerators
 from ..display import in_kernel
 from ._args import parse
 
+# How long %accelerators waits for its panel's first look at the devices (importing torch
+# and Lightning on a loaded machine) before it returns and lets the panel fill later.
+LOAD_WAIT_S = 120.0
+
 
 @magics_class
 class AcceleratorMagics(Magics):
@@ -32,7 +36,13 @@ class AcceleratorMagics(Magics):
             return list_accelerators()
         from ..widgets.accelerators import AcceleratorsPanel
 
-        display(AcceleratorsPanel())
+        panel = AcceleratorsPanel()
+        # Shown at once, saying it is loading, while a thread imports torch; the cell
+        # then waits for the data and re-sends the output, so what a notebook saves and
+        # what nbconvert or a text front end shows is the filled panel, not the loading line.
+        handle = display(panel, display_id=True)
+        if panel.wait_loaded(LOAD_WAIT_S) and handle is not None:
+            handle.update(panel)
         return None
 
     @magic_arguments()
