@@ -26,6 +26,7 @@ from ..store import ACTIVE, open_store
 from ..tables import summary_html
 from .chart import PALETTE, LiveChart
 from .checklist import CheckList
+from .restart import mark_view, restart_hint
 
 _X_FORMAT = {"step": "number", "epoch": "number", "time": "time", "elapsed": "duration"}
 _ALL = "(all experiments)"
@@ -113,20 +114,26 @@ class CompareView(W.VBox):
         self.svg_button.on_click(lambda _b: self._export("svg"))
         self.csv_button.on_click(lambda _b: self._export("csv"))
 
-        heading = {"font_weight": "bold"}
+        simple = isinstance(runs, str) or (
+            isinstance(runs, (list, tuple)) and all(isinstance(r, str) for r in runs)
+        )
+        again = runs if simple else self.model.run_ids
+        self.restart_hint = restart_hint(f"jupyter_ext.compare({again!r})")
+        self._pickers = W.HBox(
+            [
+                W.VBox(
+                    [W.Label("runs", style={"font_weight": "bold"}), self.run_picker],
+                    layout=W.Layout(margin="0 32px 0 0"),
+                ),
+                W.VBox([W.Label("metrics", style={"font_weight": "bold"}), self.metric_picker]),
+            ],
+            layout=W.Layout(flex_flow="row wrap"),
+        )
         super().__init__(
             children=[
+                self.restart_hint,
                 W.HBox([self.experiment, self.reload_button]),
-                W.HBox(
-                    [
-                        W.VBox(
-                            [W.Label("runs", style=heading), self.run_picker],
-                            layout=W.Layout(margin="0 32px 0 0"),
-                        ),
-                        W.VBox([W.Label("metrics", style=heading), self.metric_picker]),
-                    ],
-                    layout=W.Layout(flex_flow="row wrap"),
-                ),
+                self._pickers,
                 self.chart,
                 self.status,
                 W.HBox([self.sort_by, self.ascending]),
@@ -139,6 +146,19 @@ class CompareView(W.VBox):
         with self._lock:
             self._fill_controls()
             self._rebuild()
+        # After a kernel restart: the last state, no dead controls, one line on re-attaching.
+        mark_view(
+            self,
+            self.experiment,
+            self.reload_button,
+            self._pickers,
+            self.sort_by,
+            self.ascending,
+            self.export_name,
+            self.png_button,
+            self.svg_button,
+            self.csv_button,
+        )
         self.experiment.observe(self._on_experiment, "value")
         self.run_picker.observe(self._on_runs, "value")
         self.metric_picker.observe(self._on_metrics, "value")
