@@ -415,6 +415,9 @@ export class RunsSection extends PolledSection {
     }
     this._io.disconnect();
     window.clearInterval(this._elapsedTimer);
+    for (const row of this.rows.values()) {
+      row.spark.dispose();
+    }
     super.dispose();
   }
 
@@ -473,6 +476,7 @@ export class RunsSection extends PolledSection {
     const row = this.rows.get(id);
     if (row) {
       this._io.unobserve(row.node);
+      row.spark.dispose();
       row.node.remove();
       this.rows.delete(id);
       this.select(id, false);

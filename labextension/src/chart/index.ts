@@ -4,3 +4,4 @@ export type { IChartOptions, IReading, ISeriesMeta } from './grid';
 export { Line, SeriesStore, float64 } from './series';
 export { align, bucketize, ema } from './shape';
 export { fmtDuration, fmtNum, fmtX } from './format';
+export { Sparkline } from './sparkline';
