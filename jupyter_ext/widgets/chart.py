@@ -157,6 +157,9 @@ class LiveChart(anywidget.AnyWidget):
         sync=True
     )
     toolbar = Bool(True, help="Show log-y, smoothing, zoom and x-axis controls.").tag(sync=True)
+    align_runs = Bool(False, help='Series are runs (a comparison): offer "align to shortest".').tag(
+        sync=True
+    )
 
     snapshot_points = DEFAULT_POINTS
     """Points per series in a view's first snapshot (appends then carry every new point)."""

@@ -90,6 +90,7 @@ class CompareView(W.VBox):
             height=200,
             x_choices=list(X_AXES.items()),
             x_axis=self._x,
+            align_runs=True,
         )
         self.experiment = W.Dropdown(
             description="experiment", layout=W.Layout(width="auto", min_width="260px")

@@ -43,7 +43,7 @@ export class ComparePanel extends Widget {
     this.message.hidden = true;
     this.table = h('table', { className: 'jpe-compare-table' });
     this.charts = h('div', { className: 'jpe-charts' });
-    this.chart = new ChartGrid({ xLabel: 'step', height: 200, panelClass: 'jpe-chart' });
+    this.chart = new ChartGrid({ xLabel: 'step', height: 200, panelClass: 'jpe-chart', runs: true });
     this.charts.append(this.chart.node);
     this.node.append(
       h('h2', { className: 'jpe-run-panel-name', text: this.title.label }),

@@ -97,11 +97,10 @@ def test_live_chart_filled_before_it_is_shown(lab):
     lab.assert_no_console_errors()
 
 
-def _train(name: str, lr: float) -> str:
+def _train(name: str, lr: float, epochs: int) -> str:
     return (
-        f"%%train --name {name} --experiment chart-browser --max-epochs 3 --log-every-n-steps 1\n"
-        + MODEL_CELL
-        + f"\nmodel = Net(lr={lr})"
+        f"%%train --name {name} --experiment chart-browser --max-epochs {epochs} "
+        "--log-every-n-steps 1\n" + MODEL_CELL + f"\nmodel = Net(lr={lr})"
     )
 
 
@@ -122,8 +121,8 @@ def test_monitor_and_comparison_of_real_runs_zoom_hover_log_and_smooth(lab):
     page = lab.open_notebook(
         [
             "%load_ext jupyter_ext\nimport jupyter_ext",
-            _train("chart-a", 0.05),
-            _train("chart-b", 0.01),
+            _train("chart-a", 0.05, 3),
+            _train("chart-b", 0.01, 2),
             COMPARE,
             STATE,
         ]
@@ -177,6 +176,14 @@ def test_monitor_and_comparison_of_real_runs_zoom_hover_log_and_smooth(lab):
     loss.locator(".u-over").dblclick()
     wait_for(lambda: _x_range(loss) == full and _x_range(val) == full, timeout=10,
              what="the double-click to reset the zoom")  # fmt: skip
+
+    # "Align to shortest": every panel ends where the shorter run (2 of 3 epochs) ends.
+    short_end = min(max(int(k) for k in steps) for steps in logged.values())
+    chart.locator(".jxc-shortest").click()
+    wait_for(lambda: _x_range(loss)[1] == short_end and _x_range(val)[1] == short_end,
+             timeout=10, what="the x axes to end with the shorter run")  # fmt: skip
+    loss.locator(".u-over").dblclick()
+    wait_for(lambda: _x_range(loss) == full, timeout=10, what="the reset")
 
     # Log y and smoothing redraw the pixels, and reach the kernel.
     page.mouse.move(0, 0)

@@ -42,6 +42,8 @@ export interface IChartOptions {
   /** x axes the owner can switch to, [key, label]; a selector shows when there are two. */
   xChoices: [string, string][];
   xAxis: string;
+  /** Series are runs (a comparison): offer "align to shortest". */
+  runs: boolean;
 }
 
 /** One row of the hover readout: a series' point nearest the cursor. */
@@ -61,7 +63,8 @@ const DEFAULTS: IChartOptions = {
   smoothing: 0,
   height: 220,
   xChoices: [],
-  xAxis: ''
+  xAxis: '',
+  runs: false
 };
 
 interface IShown {
@@ -1042,7 +1045,7 @@ export class ChartGrid {
       c.smooth.value = String(o.smoothing);
     }
     c.smoothValue.textContent = o.smoothing.toFixed(2);
-    c.shortest.hidden = new Set(this._metas.map(m => m.label)).size < 2;
+    c.shortest.hidden = !o.runs || new Set(this._metas.map(m => m.label)).size < 2;
     c.reset.hidden = this._zoom === null;
   }
 

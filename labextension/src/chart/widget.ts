@@ -23,7 +23,8 @@ const TRAITS: Record<string, keyof IChartOptions> = {
   smoothing: 'smoothing',
   height: 'height',
   x_choices: 'xChoices',
-  x_axis: 'xAxis'
+  x_axis: 'xAxis',
+  align_runs: 'runs'
 };
 const BACK: Partial<Record<keyof IChartOptions, string>> = {
   logY: 'log_y',
@@ -39,7 +40,8 @@ function options(model: IModel): Partial<IChartOptions> {
     smoothing: Number(model.get('smoothing') ?? 0),
     height: Number(model.get('height') ?? 220),
     xChoices: (model.get('x_choices') ?? []) as [string, string][],
-    xAxis: String(model.get('x_axis') ?? '')
+    xAxis: String(model.get('x_axis') ?? ''),
+    runs: Boolean(model.get('align_runs'))
   };
 }
 
