@@ -28,7 +28,7 @@ import numpy as np
 
 from .procs import process_alive
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_MS = 60_000
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "stopped", "lost")
@@ -73,7 +73,12 @@ CREATE TABLE IF NOT EXISTS runs (
     source_key TEXT UNIQUE,
     log_every_n_steps INTEGER,
     log_every_chosen INTEGER NOT NULL DEFAULT 0,
-    updated REAL
+    updated REAL,
+    total_epochs INTEGER,
+    steps_per_s REAL,
+    samples_per_s REAL,
+    error_info TEXT,
+    notices TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_name ON runs(name, created);
 CREATE INDEX IF NOT EXISTS runs_experiment ON runs(experiment, created);
@@ -114,7 +119,14 @@ CREATE TABLE IF NOT EXISTS deployments (
 );
 """
 
-_JSON_COLUMNS = {"hparams", "trainer_args", "devices", "info"}
+_V3_COLUMNS = (
+    ("total_epochs", "INTEGER"),
+    ("steps_per_s", "REAL"),
+    ("samples_per_s", "REAL"),
+    ("error_info", "TEXT"),
+    ("notices", "TEXT"),
+)
+_JSON_COLUMNS = {"hparams", "trainer_args", "devices", "info", "error_info", "notices"}
 
 
 @dataclass(frozen=True)
@@ -162,6 +174,11 @@ class RunRecord:
     log_every_n_steps: int | None = None
     log_every_chosen: int = 0
     updated: float | None = None
+    total_epochs: int | None = None
+    steps_per_s: float | None = None
+    samples_per_s: float | None = None
+    error_info: dict[str, Any] | None = None
+    notices: list[dict[str, Any]] | None = None
 
     @property
     def active(self) -> bool:
@@ -323,6 +340,12 @@ class Store:
                     )
                     c.execute("ALTER TABLE runs ADD COLUMN updated REAL")
                     c.execute("UPDATE runs SET updated = COALESCE(ended, heartbeat, created)")
+                if 1 <= version <= 2:
+                    # v3: what the monitor shows beyond status: the run's length in epochs,
+                    # its throughput, a failure's structured traceback and Lightning's
+                    # warnings as notices (older rows keep NULL: the views fall back)
+                    for column, kind in _V3_COLUMNS:
+                        c.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
                 c.execute("CREATE INDEX IF NOT EXISTS runs_updated ON runs(updated)")
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 

@@ -37,7 +37,17 @@ class CellNamespace:
         self._before = dict(self.ns)
         if cell is None or not cell.strip():
             return True
-        return bool(self.shell.run_cell(cell).success)
+        source, number = as_in_notebook(self.shell, cell)
+        count = getattr(self.shell, "execution_count", None)
+        if number is None or not isinstance(count, int) or number >= count:
+            return bool(self.shell.run_cell(source).success)
+        # IPython counts a cell before it runs it, so a cell run inside it would be named
+        # In[N+1] in errors and tracebacks: name it after the cell the notebook shows.
+        self.shell.execution_count = number
+        try:
+            return bool(self.shell.run_cell(source).success)
+        finally:
+            self.shell.execution_count = count
 
     def bound(self, name: str) -> bool:
         """Whether this cell assigned ``name`` (a new object, not the one it had before)."""
@@ -81,3 +91,38 @@ class CellNamespace:
         if var not in self.ns:
             raise UsageError(f"{option} {var}: no variable `{var}` in the notebook ({what})")
         return self.ns[var]
+
+
+def as_in_notebook(shell: Any, cell: str) -> tuple[str, int | None]:
+    """The body of a cell magic as the notebook shows it: its source numbered from the
+    cell's first line, and the cell's number (``In[N]``); ``(cell, None)`` when ``cell``
+    is not the body of the cell being run (the magic was called from code).
+
+    A cell magic gets its cell without the ``%%train ...`` line, so an error in the
+    body would say "line 3" for what the notebook shows as line 4. Keeping that line as
+    a comment makes every line number (a syntax error, a traceback, and code that runs
+    later in a worker) match the cell on screen. A body that starts with a cell magic
+    of its own is left alone (that line must stay first).
+
+    Example::
+
+        >>> class Shell:  # what IPython records of the cells run so far
+        ...     class history_manager:
+        ...         input_hist_raw = ["", "%load_ext jupyter_ext", "%%train\\nx = 1\\ny = (\\n"]
+        >>> source, number = as_in_notebook(Shell(), "x = 1\\ny = (\\n")
+        >>> source.splitlines(), number
+        (['# %%train', 'x = 1', 'y = ('], 2)
+    """
+    history = getattr(getattr(shell, "history_manager", None), "input_hist_raw", None)
+    raw = history[-1] if history else ""
+    if not isinstance(raw, str) or cell.lstrip().startswith("%%"):
+        return cell, None
+    lines = raw.split("\n")
+    blank = 0  # IPython drops blank lines above a cell magic; the notebook still shows them
+    while blank < len(lines) and not lines[blank].strip():
+        blank += 1
+    if blank == len(lines) or not lines[blank].startswith("%%"):
+        return cell, None
+    if "\n".join(lines[blank + 1 :]).rstrip() != cell.rstrip():
+        return cell, None
+    return "#\n" * blank + f"# {lines[blank]}\n{cell}", len(history) - 1

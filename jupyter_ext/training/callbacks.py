@@ -6,9 +6,11 @@ and writes the store, so recording progress costs the step almost nothing.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -16,14 +18,16 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ..metric_names import best_mode
+from .frames import Pace
 
 
 class ProgressCallback(Callback):
-    """Track epoch, step, total steps and ETA; honour a stop request at the next step.
+    """Track epoch, step, the run's length, its pace and ETA; honour a stop request at the
+    next step.
 
     ``stop_event`` is set by the heartbeat thread when someone asked the run to stop;
     under several processes (DDP) the decision is reduced across ranks so they all stop
-    at the same step.
+    at the same step. The timing arithmetic lives in :class:`~.frames.Pace`.
     """
 
     def __init__(self, stop_event: threading.Event, sync_every: int = 10) -> None:
@@ -32,20 +36,39 @@ class ProgressCallback(Callback):
         self.epoch = 0
         self.step = 0
         self.total_steps: int | None = None
+        self.total_epochs: int | None = None
         self.started_at: float | None = None
-        self.first_step_at: float | None = None
         self.stopped = False
+        self.pace = Pace(None)
+        self._sanity: tuple[float, float] | None = None  # (started, seconds)
+
+    def on_sanity_check_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._sanity = (time.monotonic(), 0.0)
+
+    def on_sanity_check_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._sanity is not None:
+            self._sanity = (self._sanity[0], time.monotonic() - self._sanity[0])
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.started_at = time.time()
         total = trainer.estimated_stepping_batches
         self.total_steps = int(total) if total not in (None, float("inf")) else None
+        self.total_epochs = total_epochs(trainer, self.total_steps)
+        between = _steps_between_validations(trainer) if trainer.enable_validation else None
+        self.pace = Pace(self.total_steps, world_size=trainer.world_size, steps_between=between)
+        if self._sanity is not None and self._sanity[1] > 0:
+            self.pace.guess_validation(
+                self._sanity[1],
+                _finite_sum(trainer.num_sanity_val_batches),
+                _finite_sum(trainer.num_val_batches),
+            )
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, *args: Any
+    ) -> None:
         self.step = trainer.global_step
         self.epoch = trainer.current_epoch
-        if self.first_step_at is None:
-            self.first_step_at = time.time()
+        self.pace.step(self.step, batch_size(batch), time.monotonic())
         wanted = self.stop_event.is_set()
         if trainer.world_size > 1:
             # collective: only every few steps, and on the same step on every rank
@@ -56,15 +79,87 @@ class ProgressCallback(Callback):
             self.stopped = True
             trainer.should_stop = True
 
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.pace.validation_started(time.monotonic())
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.pace.validation_ended(time.monotonic())
+
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.epoch = trainer.current_epoch
 
     def eta_s(self) -> float | None:
-        """Seconds to the last step at the rate since the first step, if known."""
-        if not (self.total_steps and self.first_step_at and self.step):
-            return None
-        rate = self.step / max(time.time() - self.first_step_at, 1e-6)
-        return max(self.total_steps - self.step, 0) / rate if rate > 0 else None
+        """Seconds to the last step (validations included), if known."""
+        return self.pace.eta_s(time.monotonic())
+
+
+def _finite_sum(values: Any) -> float:
+    try:
+        total = float(sum(values or ()))
+    except TypeError:
+        return 0.0
+    return total if math.isfinite(total) else 0.0
+
+
+def _steps_between_validations(trainer: Trainer) -> float:
+    """Training steps from one validation to the next, from Lightning's schedule."""
+    batches = trainer.num_training_batches
+    every = trainer.val_check_batch
+    if not isinstance(batches, (int, float)) or not math.isfinite(batches) or batches <= 0:
+        return 0.0
+    if not isinstance(every, (int, float)) or not math.isfinite(every) or every <= 0:
+        every = batches
+    if trainer.check_val_every_n_epoch is not None:
+        every = min(every, batches) * trainer.check_val_every_n_epoch
+    return every / max(trainer.accumulate_grad_batches, 1)
+
+
+def total_epochs(trainer: Trainer, total_steps: int | None) -> int | None:
+    """How many epochs the run will take: ``max_epochs``, or fewer when ``max_steps``
+    ends it first; None when unbounded.
+
+    Example::
+
+        >>> total_epochs(trainer, 225)  # doctest: +SKIP
+        15
+    """
+    epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else None
+    batches = trainer.num_training_batches
+    if total_steps and isinstance(batches, (int, float)) and math.isfinite(batches) and batches:
+        per_epoch = math.ceil(batches / max(trainer.accumulate_grad_batches, 1))
+        by_steps = math.ceil(total_steps / per_epoch)
+        epochs = by_steps if epochs is None else min(epochs, by_steps)
+    return epochs
+
+
+def batch_size(batch: Any, depth: int = 4) -> int | None:
+    """The size of a batch: the first dimension of its first tensor (in tuples, lists,
+    dicts and dataclasses, a few levels deep); None when it holds no tensor.
+
+    Example::
+
+        >>> batch_size((torch.zeros(32, 4), torch.zeros(32)))
+        32
+    """
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.ndim else 1
+    if depth <= 0:
+        return None
+    if isinstance(batch, Mapping):
+        items: Any = batch.values()
+    elif isinstance(batch, (list, tuple)):
+        items = batch
+    elif dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        items = (getattr(batch, f.name) for f in dataclasses.fields(batch))
+    else:
+        return None
+    for item in items:
+        found = batch_size(item, depth - 1)
+        if found is not None:
+            return found
+    return None
 
 
 def choose_log_interval(total_steps: float | None, points: int = 100, ceiling: int = 50) -> int:

@@ -24,6 +24,7 @@ from ..store import ACTIVE, STATUSES, TERMINAL, RunRecord, Store, open_store
 from . import payload as payload_mod
 from .frames import describe, duration_s, metrics_frame, progress_of
 from .resolve import RunNotFound, resolve_run
+from .tracebacks import code_origins, notebook_cells, render_text, shape_stored
 from .trainer_args import validate as validate_trainer_args
 from .worker import META, PAYLOAD
 
@@ -108,8 +109,21 @@ class Run:
 
     @property
     def error(self) -> str | None:
-        """The traceback of a failed run (or why a run was lost); None otherwise."""
+        """The full traceback of a failed run (or why a run was lost); None otherwise."""
         return self.row.error
+
+    @property
+    def notices(self) -> list[dict[str, Any]]:
+        """Lightning's warnings that matter to the person, as the monitor shows them:
+        dicts with ``kind`` (``logging``, ``dataloader``, ``precision``, ``lightning``),
+        ``text`` (a short line) and ``message`` (Lightning's own words).
+
+        Example::
+
+            >>> run.notices[0]["text"]  # doctest: +SKIP
+            'log_every_n_steps=50 is more than the 15 batches of an epoch: ...'
+        """
+        return list(self.row.notices or [])
 
     @property
     def best_checkpoint(self) -> str | None:
@@ -141,7 +155,10 @@ class Run:
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
         if raise_on_failure and status in ("failed", "lost"):
-            raise RunFailed(f"run {self.name} ({self.id}) {status}:\n{self.error}")
+            row = self.row
+            shaped = shape_stored(row.error, row.error_info)
+            why = render_text(shaped) if shaped is not None else ""
+            raise RunFailed(f"run {self.name} ({self.id}) {status}:\n{why}")
         return self
 
     def stop(self, wait: bool = True, timeout: float = 60.0) -> str:
@@ -324,7 +341,8 @@ def train(
     home = cfg.home_path.resolve()
     store = open_store(home)
     row = _record(store, model, sel, trainer_kwargs, name, experiment)
-    row = _write_run_dir(store, row, home, data)
+    origins = code_origins(model, datamodule, train_dataloaders, val_dataloaders)
+    row = _write_run_dir(store, row, home, data, origins)
     run = _launch(store, row, home, cfg.heartbeat_s)
     if wait:
         run.wait()
@@ -394,12 +412,17 @@ def _record(
     )
 
 
-def _write_run_dir(store: Store, row: RunRecord, home: Path, data: bytes) -> RunRecord:
+def _write_run_dir(
+    store: Store, row: RunRecord, home: Path, data: bytes, origins: dict[str, str] | None = None
+) -> RunRecord:
     """The run directory with the payload (written atomically) and what the worker needs."""
     run_dir = home / "runs" / row.id
     run_dir.mkdir(parents=True, exist_ok=True)
     payload_mod.write(run_dir / PAYLOAD, data)
-    (run_dir / META).write_text(json.dumps({"sys_path": [p for p in sys.path if p]}))
+    # The notebook's cells, and which of them each notebook function came from, go along
+    # so the worker's tracebacks show the cell's source lines.
+    meta = {"sys_path": [p for p in sys.path if p], "cells": notebook_cells(), "code": origins}
+    (run_dir / META).write_text(json.dumps(meta))
     store.update_run(row.id, run_dir=str(run_dir))
     return store.get_run(row.id)  # type: ignore[return-value]
 
@@ -460,7 +483,8 @@ def get_run(ref: str | Run) -> Run:
 
 
 def runs(experiment: str | None = None, status: str | None = None) -> pd.DataFrame:
-    """Every run of the workspace as a DataFrame (lost workers are detected first).
+    """Every run of the workspace as a DataFrame (lost workers are detected first); in a
+    notebook it shows as a table for reading (:func:`jupyter_ext.tables.runs_html`).
 
     Example::
 
@@ -489,4 +513,6 @@ def runs(experiment: str | None = None, status: str | None = None) -> pd.DataFra
         )
     columns = ["id", "name", "experiment", "status", "progress", "accelerator", "devices",
                "hparams", "metrics", "created", "duration_s"]  # fmt: skip
-    return pd.DataFrame.from_records(records, columns=columns)
+    from ..tables import RunsFrame  # the data as they are; only the notebook display differs
+
+    return RunsFrame(pd.DataFrame.from_records(records, columns=columns))

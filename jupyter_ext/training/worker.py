@@ -21,8 +21,11 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .tracebacks import register_cells, restore_code_origins, shape_exception
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -34,6 +37,7 @@ PAYLOAD = "payload.pkl"
 SPARE_READY = "jupyter_ext spare ready"
 FLUSH_S = 0.4
 META = "meta.json"
+MAX_NOTICES = 20
 
 
 def is_rank_zero() -> bool:
@@ -49,6 +53,9 @@ class Heartbeat(threading.Thread):
         self.stop_event = stop_event
         self.progress: Any = None  # ProgressCallback, once training is set up
         self.logger: Any = None  # StoreLogger
+        self.notices: list[dict[str, Any]] = []  # Lightning's warnings, said shortly
+        self._notices_written = 0
+        self._notices_lock = threading.Lock()
         self._done = threading.Event()
         import psutil
 
@@ -72,10 +79,46 @@ class Heartbeat(threading.Thread):
             except psutil.Error:
                 continue
         out = {"cpu_pct": cpu, "rss_mb": rss / 2**20}
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_initialized():
-            out["gpu_mem_mb"] = torch.cuda.memory_allocated() / 2**20
+        # torch may still be importing on the main thread (half-initialised in sys.modules):
+        # read CUDA memory only once torch.cuda is there.
+        cuda = getattr(sys.modules.get("torch"), "cuda", None)
+        if cuda is not None and cuda.is_initialized():
+            out["gpu_mem_mb"] = cuda.memory_allocated() / 2**20
         return out
+
+    def add_notice(self, notice: dict[str, Any]) -> None:
+        """Keep a notice for the store (the same text twice is counted, not repeated)."""
+        with self._notices_lock:
+            for old in self.notices:
+                if old["text"] == notice["text"]:
+                    old["count"] = old.get("count", 1) + 1
+                    self._notices_written = -1
+                    return
+            if len(self.notices) < MAX_NOTICES:
+                self.notices.append({**notice, "time": time.time()})
+                self._notices_written = -1  # changed: the next beat writes them
+
+    def progress_fields(self, final: bool = False) -> dict[str, Any]:
+        """What the store shows of the run's progress and pace (ETA 0 once it ended)."""
+        p = self.progress
+        if p is None:
+            return {}
+        return {
+            "epoch": p.epoch,
+            "step": p.step,
+            "total_steps": p.total_steps,
+            "total_epochs": p.total_epochs,
+            "eta_s": 0.0 if final else p.eta_s(),
+            "steps_per_s": p.pace.steps_per_s,
+            "samples_per_s": p.pace.samples_per_s,
+        }
+
+    def notice_fields(self) -> dict[str, Any]:
+        with self._notices_lock:
+            if self._notices_written == len(self.notices):
+                return {}
+            self._notices_written = len(self.notices)
+            return {"notices": [dict(n) for n in self.notices]}
 
     def beat(self) -> None:
         if self.logger is not None:
@@ -85,9 +128,8 @@ class Heartbeat(threading.Thread):
         if now - self._sampled >= self.interval:  # /proc scans: once per heartbeat, not per flush
             self._sampled = now
             fields.update(self._load())
-        p = self.progress
-        if p is not None:
-            fields.update(epoch=p.epoch, step=p.step, total_steps=p.total_steps, eta_s=p.eta_s())
+        fields.update(self.progress_fields())
+        fields.update(self.notice_fields())
         # A reader may have marked us lost while the machine stalled: we are alive.
         self.store.update_run(
             self.run_id, only_if_status=("running", "lost"), status="running", **fields
@@ -152,6 +194,33 @@ def _build_trainer(
     return trainer, progress, checkpoint, store_logger
 
 
+def capture_warnings(hb: Heartbeat) -> Any:
+    """Turn the warnings this process shows into notices for the monitor; each is still
+    shown (in the log) as before. Returns the previous hook, to put back."""
+    from .frames import notice_for
+
+    previous = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        previous(message, category, filename, lineno, file, line)
+        try:
+            notice = notice_for(str(message), category, filename)
+        except Exception:  # a notice is a nicety: never a reason for a run to fail
+            return
+        if notice is not None:
+            hb.add_notice(notice)
+
+    warnings.showwarning = show
+    return previous
+
+
 def _resolved(trainer: Any, requested_strategy: Any) -> dict[str, Any]:
     """What Lightning made of "auto": the accelerator, device count, strategy, precision."""
     from lightning.pytorch.accelerators import AcceleratorRegistry
@@ -208,15 +277,21 @@ def run(run_id: str, home: str, heartbeat_s: float = 1.0) -> int:
         )
         hb.start()  # before the slow imports, so the run is seen alive while they run
 
-    status, error, checkpoint, logger = "failed", None, None, None
+    status, error, error_info, checkpoint, logger = "failed", None, None, None, None
+    cells: dict[str, str] = {}
+    if rank0:
+        capture_warnings(hb)
     try:
         meta = json.loads((run_dir / META).read_text())
         for entry in meta.get("sys_path", []):
             if entry not in sys.path:
                 sys.path.append(entry)  # modules the notebook imported by path
+        # before unpickling: code from notebook cells then has its source for tracebacks
+        cells = register_cells(meta.get("cells"))
         from . import payload as payload_mod
 
         payload = payload_mod.load(run_dir / PAYLOAD)
+        restore_code_origins(payload.values(), meta.get("code"))
         trainer, progress, checkpoint, logger = _build_trainer(payload, store, run_id, run_dir, hb)
         if rank0:
             store.update_run(
@@ -235,16 +310,21 @@ def run(run_id: str, home: str, heartbeat_s: float = 1.0) -> int:
             trainer.save_checkpoint(str(run_dir / "checkpoints" / "last.ckpt"))
         else:
             status = "succeeded"
-    except BaseException:
+    except BaseException as exc:
         error = traceback.format_exc()
         print(error, file=sys.stderr)
+        try:
+            error_info = shape_exception(exc, cells).to_json()
+        except Exception:  # the text is kept regardless; the monitor parses it instead
+            traceback.print_exc()
     finally:
         if rank0:
             hb.finish()
             fields: dict[str, Any] = {"status": status, "ended": time.time(), "error": error}
-            if hb.progress is not None:
-                p = hb.progress
-                fields.update(epoch=p.epoch, step=p.step, total_steps=p.total_steps, eta_s=0.0)
+            fields["error_info"] = error_info
+            fields.update(hb.progress_fields(final=True))
+            if hb.notices:  # all of them: a beat that failed may have missed some
+                fields["notices"] = [dict(n) for n in hb.notices]
             if checkpoint is not None:
                 last = run_dir / "checkpoints" / "last.ckpt"
                 fields["last_checkpoint"] = str(last) if last.exists() else None
