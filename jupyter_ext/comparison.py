@@ -39,6 +39,8 @@ X_AXES = {
     "elapsed": "time since start",
 }
 """x axes a comparison can use: key -> label."""
+X_FORMAT = {"step": "number", "epoch": "number", "time": "time", "elapsed": "duration"}
+"""How each x axis reads in a chart: plain numbers, clock time, or a duration."""
 _X_ALIASES = {"wall": "time", "walltime": "time", "relative": "elapsed", "since_start": "elapsed"}
 
 _COLUMNS = ["run", "name", "key", "step", "epoch", "time", "value"]

@@ -19,7 +19,7 @@ import ipywidgets as W
 import numpy as np
 import pandas as pd
 
-from ..comparison import X_AXES, Comparison, _check_keys, normalise_x
+from ..comparison import X_AXES, X_FORMAT, Comparison, _check_keys, normalise_x
 from ..config import get_config
 from ..poller import POLLER
 from ..store import ACTIVE, open_store
@@ -28,7 +28,6 @@ from .chart import PALETTE, LiveChart
 from .checklist import CheckList
 from .restart import mark_view, restart_hint
 
-_X_FORMAT = {"step": "number", "epoch": "number", "time": "time", "elapsed": "duration"}
 _ALL = "(all experiments)"
 
 
@@ -289,7 +288,7 @@ class CompareView(W.VBox):
         with self._lock:
             self._x = x
             self.chart.x_label = X_AXES[self._x]
-            self.chart.x_format = _X_FORMAT[self._x]
+            self.chart.x_format = X_FORMAT[self._x]
             self._rebuild()
 
     # -- drawing ------------------------------------------------------------------------
@@ -312,7 +311,7 @@ class CompareView(W.VBox):
                 self.chart.remove_series(meta["id"])
         self.chart.panels = self.metrics
         self.chart.x_label = X_AXES[self._x]
-        self.chart.x_format = _X_FORMAT[self._x]
+        self.chart.x_format = X_FORMAT[self._x]
         self._declare()
         points = {}
         for run_id in self.model.run_ids:

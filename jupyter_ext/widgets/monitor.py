@@ -5,6 +5,10 @@ metric chunks newer than the last one seen, and touches a widget only when its c
 changed. Charts are drawn in the browser (:class:`LiveChart` is fed only new points), so
 the kernel stays nearly idle while a run trains. Polling stops when the run has ended or
 the monitor is closed.
+
+What it says comes from pure functions tested on their own: the progress line and the
+final state from :mod:`..training.frames`, a failure's shape from
+:mod:`..training.tracebacks`, each metric's colour from :mod:`..metric_names`.
 """
 
 from __future__ import annotations
@@ -16,14 +20,18 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
+import numpy as np
 
+from ..comparison import X_AXES, X_FORMAT
 from ..config import get_config
-from ..metric_names import panel_of
+from ..metric_names import metric_color, panel_of
 from ..poller import POLLER
 from ..procs import log_tail
 from ..store import TERMINAL, RunRecord
-from ..training.frames import log_interval_note, progress_of
+from ..training.frames import log_interval_note, progress_of, progress_text, without_ads
+from ..training.tracebacks import render_html, render_text, shape_stored
 from .chart import LiveChart
+from .restart import mark_view, restart_hint
 
 if TYPE_CHECKING:
     from ..training.run import Run
@@ -38,16 +46,36 @@ _COLORS = {
 }
 LOG_TAIL_LINES = 15
 
-__all__ = ["RunMonitor", "panel_of"]
+__all__ = ["RunMonitor", "notices_html", "panel_of"]
 
 
-def _fmt_s(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+def _code_spans(text: str) -> str:
+    """Escape ``text`` for HTML, showing `backticked` parts as code."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def notices_html(notices: list[dict[str, Any]] | None) -> str:
+    """Lightning's warnings as short notices (the full warning on hover).
+
+    Example::
+
+        >>> "few workers" in notices_html([{"kind": "dataloader", "text": "few workers",
+        ...                                   "message": "The 'train_dataloader' ..."}])
+        True
+    """
+    if not notices:
+        return ""
+    rows = []
+    for n in notices:
+        count = f" <span style='color:#888'>(&times;{n['count']})</span>" if n.get("count") else ""
+        rows.append(
+            f"<div class='jx-notice' title='{html.escape(str(n.get('message', '')))}' "
+            "style='background:#fff8e1;border-left:3px solid #f9a825;padding:2px 8px;"
+            f"margin:2px 0;color:#5d4037;font-size:90%'>&#9888; "
+            f"{_code_spans(str(n.get('text', '')))}{count}</div>"
+        )
+    return "<div class='jx-notices'>" + "".join(rows) + "</div>"
 
 
 class RunMonitor(W.VBox):
@@ -69,9 +97,15 @@ class RunMonitor(W.VBox):
         self._log_state: tuple[int, float] | None = None
         self.closed = False
         self.header = W.HTML()
-        self.bar = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="50%"))
+        # narrow enough that the progress line beside it fits on one line
+        self.bar = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="35%"))
         self.bar_label = W.HTML()
-        self.chart = LiveChart(x_label="step")
+        self.notices = W.HTML()
+        self._x = "step"
+        # x by step, epoch, wall time or time since start: the chart's toolbar offers them.
+        self.chart = LiveChart(
+            x_label=X_AXES["step"], x_choices=list(X_AXES.items()), x_axis="step"
+        )
         self.table = W.HTML()
         self.system = W.HTML()
         self.error = W.HTML()
@@ -80,15 +114,20 @@ class RunMonitor(W.VBox):
         self.stop_button.on_click(lambda _b: self.request_stop())
         super().__init__(
             children=[
+                restart_hint(f"%monitor {run.row.name}"),
                 W.HBox([self.header, self.stop_button]),
                 W.HBox([self.bar, self.bar_label]),
+                self.error,  # a failure leads, above the charts
+                self.notices,
                 self.chart,
                 W.HBox([self.table, self.system]),
-                self.error,
                 W.Accordion(children=[self.log_view], titles=("Log",)),
             ],
             **kwargs,
         )
+        # After a kernel restart: the last state shown, no Stop that looks live.
+        mark_view(self, self.stop_button)
+        self.chart.observe(self._on_x, "x_axis")
         self.updates = 0  # refreshes that changed something (tests and benchmarks read it)
         live = self.refresh()
         interval = refresh_s if refresh_s is not None else get_config().monitor_refresh_s
@@ -108,22 +147,60 @@ class RunMonitor(W.VBox):
                 points = {}
                 for key, s in series.items():
                     if key not in self._latest:
-                        self.chart.set_series(key, panel=panel_of(key), label=key)
-                    points[key] = (s.step, s.value)
+                        self.chart.set_series(
+                            key, panel=panel_of(key), label=key, color=metric_color(key)
+                        )
+                    points[key] = (self._x_of(s, row), s.value)
                     self._latest[key] = float(s.value[-1])
                 self.chart.append(points)
                 changed |= self._set(self.table, self._table_html())
             changed |= self._set(self.header, self._header_html(row))
             changed |= self._progress(row)
             changed |= self._set(self.system, self._system_html(row))
+            changed |= self._set(self.notices, notices_html(row.notices))
             changed |= self._logs(row)
             if row.status in TERMINAL:
                 changed |= self._set(self.error, self._error_html(row))
+                # an ended run has nothing to stop: no button that looks live
                 self.stop_button.disabled = True
-                self.stop_button.description = "Stopped" if row.status == "stopped" else "Stop"
+                self.stop_button.layout.display = "none"
             if changed:
                 self.updates += 1
             return row.status not in TERMINAL
+
+    def _x_of(self, s: Any, row: RunRecord) -> np.ndarray:
+        """The x of a metric series on the axis chosen in the chart's toolbar."""
+        if self._x == "epoch":
+            return s.epoch
+        if self._x == "time":
+            return s.time
+        if self._x == "elapsed":
+            start = row.started if row.started is not None else row.created
+            return s.time - start
+        return s.step
+
+    def _on_x(self, change: Any) -> None:
+        x = change["new"]
+        if x not in X_AXES:
+            self.chart.x_axis = self._x  # not an axis we have: keep the one shown
+            return
+        with self._lock:
+            self._x = x
+            self.chart.x_label = X_AXES[x]
+            self.chart.x_format = X_FORMAT[x]
+            # Every point again, on the new axis: one downsampled snapshot to the views.
+            row = self.run.row
+            series, last = self._store.read_metrics(self.run.id)
+            self._last_chunk = max(self._last_chunk, last or 0)
+            for key, s in series.items():
+                if key not in self._latest:
+                    self.chart.set_series(
+                        key, panel=panel_of(key), label=key, color=metric_color(key)
+                    )
+                self._latest[key] = float(s.value[-1])
+            self.chart.replace_many(
+                {key: (self._x_of(s, row), s.value) for key, s in series.items()}
+            )
 
     @staticmethod
     def _set(widget: W.HTML, value: str) -> bool:
@@ -154,17 +231,12 @@ class RunMonitor(W.VBox):
         style = color.get(row.status, "info")
         if self.bar.bar_style != style:
             self.bar.bar_style = style
-        if p["step"] is None:
-            text = "starting..." if row.status in ("queued", "running") else ""
-        else:
-            total = f"/{p['total_steps']}" if p["total_steps"] else ""
-            text = f"epoch {p['epoch']} &middot; step {p['step']}{total}"
-            if row.status == "running":
-                text += f" &middot; ETA {_fmt_s(p['eta_s'])}"
-            started, ended = row.started, row.ended or time.time()
-            if started:
-                text += f" &middot; elapsed {_fmt_s(ended - started)}"
-        return self._set(self.bar_label, text)
+        text = _code_spans(progress_text(row, time.time()))
+        if row.status in TERMINAL:
+            color = _COLORS.get(row.status, "#333")
+            head, sep, rest = text.partition(" · ")
+            text = f"<b style='color:{color}'>{head}</b>{sep}{rest}"
+        return self._set(self.bar_label, f"<span class='jx-progress'>{text}</span>")
 
     def _table_html(self) -> str:
         cells = "".join(
@@ -184,15 +256,12 @@ class RunMonitor(W.VBox):
 
     @staticmethod
     def _error_html(row: RunRecord) -> str:
-        if not row.error:
+        shaped = shape_stored(row.error, row.error_info)
+        if shaped is None:
             return ""
-        return (
-            "<details open><summary style='color:#c62828'><b>"
-            + html.escape(row.status)
-            + "</b></summary><pre style='white-space:pre-wrap'>"
-            + html.escape(row.error)
-            + "</pre></details>"
-        )
+        if row.status == "stopped":  # a forced stop says why, quietly: it is no failure
+            return f"<div style='color:#666'>{html.escape(shaped.headline)}</div>"
+        return render_html(shaped)
 
     def _logs(self, row: RunRecord) -> bool:
         path = os.path.join(row.run_dir or "", "worker.log")
@@ -204,9 +273,10 @@ class RunMonitor(W.VBox):
         if state == self._log_state:
             return False
         self._log_state = state
-        return self._set(
-            self.log_view, f"<pre>{html.escape(log_tail(path, LOG_TAIL_LINES, 16384))}</pre>"
-        )
+        # read a few more lines than shown: the tips taken out leave room for real ones
+        tail = without_ads(log_tail(path, LOG_TAIL_LINES + 5, 16384)).split("\n")
+        text = "\n".join(tail[-LOG_TAIL_LINES:])
+        return self._set(self.log_view, f"<pre>{html.escape(text)}</pre>")
 
     # -- actions ------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -230,5 +300,13 @@ class RunMonitor(W.VBox):
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle = super()._repr_mimebundle_(**kwargs) or {}
         latest = ", ".join(f"{k}={v:.4g}" for k, v in sorted(self._latest.items()))
-        bundle["text/plain"] = repr(self.run) + (f"\n{latest}" if latest else "")
+        row = self.run.row
+        lines = [repr(self.run), progress_text(row)]
+        if latest:
+            lines.append(latest)
+        lines += [f"note: {n.get('text', '')}" for n in row.notices or []]
+        shaped = shape_stored(row.error, row.error_info) if row.status in TERMINAL else None
+        if shaped is not None:
+            lines += ["", render_text(shaped)]
+        bundle["text/plain"] = "\n".join(lines)
         return bundle

@@ -14,6 +14,7 @@ import pytest
 from helpers import wait_for
 from labdriver import count_ink
 from playwright.sync_api import expect
+from test_training import MODEL_CELL
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -72,4 +73,47 @@ def test_comparison_after_a_kernel_restart_keeps_its_last_state(lab):
     assert count_ink(lab.page, panel.locator("canvas"), swatch, "backgroundColor")["series"] > 30
     DOCS.mkdir(exist_ok=True)
     out.screenshot(path=DOCS / "comparison-after-restart.png")
+    lab.assert_no_widget_errors()
+
+
+def test_monitor_of_a_running_run_after_a_kernel_restart(lab):
+    # The run outlives its kernel: the old monitor keeps its last state and no Stop that
+    # looks live; %load_ext says the run is still going; %monitor re-attaches; %stop ends it.
+    lab.open_notebook(
+        [
+            "%load_ext jupyter_ext",
+            "%%train --name restart-live --max-epochs 1000 --log-every-n-steps 1\n"
+            + MODEL_CELL
+            + "\nmodel = Net(step_delay=0.05)",
+            "%load_ext jupyter_ext",
+            "%monitor restart-live",
+            "%stop restart-live",
+        ]
+    )
+    lab.run_cell(0)
+    old = lab.run_cell(1)
+    chart = old.locator(".jupyter-ext-chart")
+    wait_for(lambda: int(chart.get_attribute("data-points") or 0) > 0, timeout=240,
+             what="the run's first points")  # fmt: skip
+    expect(old.get_by_role("button", name="Stop")).to_be_visible()
+
+    _restart_kernel(lab)
+    hint = old.locator(".jupyter-ext-restart-hint")
+    expect(hint).to_be_visible(timeout=30_000)
+    expect(hint).to_contain_text("%monitor restart-live")
+    expect(old.get_by_role("button", name="Stop")).to_be_hidden()
+    icons = lab.page.evaluate(_ICONS, old.locator(".jupyter-ext-view").element_handle())
+    assert icons and all(c == "none" or d == "none" for c, d in icons), icons
+    DOCS.mkdir(exist_ok=True)
+    lab.output(1).screenshot(path=DOCS / "monitor-after-restart.png")
+
+    lab.run_cell(2)
+    lab.wait_text("restart-live", cell=2)  # "1 run still going: restart-live ..."
+    new = lab.run_cell(3).locator(".jupyter-ext-chart")
+    first = wait_for(lambda: int(new.get_attribute("data-points") or 0), timeout=60,
+                     what="the re-attached monitor's points")  # fmt: skip
+    wait_for(lambda: int(new.get_attribute("data-points") or 0) > first, timeout=60,
+             what="the re-attached monitor to follow the run")  # fmt: skip
+    lab.run_cell(4)
+    expect(lab.output(3).get_by_text("stopped", exact=True).first).to_be_visible(timeout=120_000)
     lab.assert_no_widget_errors()
