@@ -5,7 +5,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { SeriesStore, Line, float64 } from '../src/chart/series';
-import { align, bucketize, ema } from '../src/chart/shape';
+import {
+  align,
+  BucketAccumulator,
+  bucketize,
+  ema,
+  emaInto,
+  gridCentres,
+  gridFor
+} from '../src/chart/shape';
 import { fmtDuration, fmtNum } from '../src/chart/format';
 
 const f = (xs: number[]): Float64Array => new Float64Array(xs);
@@ -132,4 +140,44 @@ test('numbers read at 4 significant digits, durations as m:ss', () => {
   assert.equal(fmtNum(NaN), '–');
   assert.equal(fmtDuration(4), '0:04');
   assert.equal(fmtDuration(3725), '1:02:05');
+});
+
+test('a live series adds only its new points to a grid that stays put', () => {
+  const n = 5000;
+  const xs = new Float64Array(n).map((_, i) => i);
+  const ys = new Float64Array(n).map((_, i) => Math.sin(i / 50) + (i === 3000 ? 9 : 0));
+  ys[100] = NaN;
+  // Grow the range in refreshes: the grid keeps x0 and w until the range doubles.
+  let acc: BucketAccumulator | null = null;
+  let rebuilt = 0;
+  for (let end = 100; end <= n; end += 100) {
+    const grid = gridFor(0, end - 1, 300);
+    if (!acc || !acc.fits(grid)) {
+      acc = new BucketAccumulator(grid);
+      rebuilt++;
+    }
+    acc.add(xs, ys, ys, acc.done, end, grid);
+  }
+  assert.ok(rebuilt <= 8, `the grid was rebuilt ${rebuilt} times in 50 refreshes`);
+  // The same summary as bucketing everything at once on the final grid.
+  const grid = gridFor(0, n - 1, 300);
+  const whole = new BucketAccumulator(grid);
+  whole.add(xs, ys, ys, 0, n, grid);
+  const a = acc!.summary(grid.count, gridCentres(grid));
+  const b = whole.summary(grid.count, gridCentres(grid));
+  assert.deepEqual(Array.from(a.count), Array.from(b.count));
+  assert.deepEqual(Array.from(a.hi), Array.from(b.hi));
+  assert.ok(Array.from(a.hi).includes(9 + Math.sin(3000 / 50)), 'the spike is in a band');
+  assert.equal(a.bad.reduce((s, c) => s + c, 0), 1, 'the NaN makes its bucket a gap, not a point');
+  assert.ok(grid.count <= 300 && grid.count > 150, `${grid.count} buckets for a target of 300`);
+});
+
+test('the EMA continues over new points exactly as over all of them', () => {
+  const ys = new Float64Array(1000).map((_, i) => Math.cos(i) + (i === 500 ? NaN : 0));
+  const whole = ema(ys, 1000, 0.9);
+  const out = new Float64Array(1000);
+  const state = { acc: 0, norm: 0 };
+  emaInto(ys, 0, 400, 0.9, state, out);
+  emaInto(ys, 400, 1000, 0.9, state, out);
+  assert.deepEqual(Array.from(out).map(String), Array.from(whole).map(String));
 });

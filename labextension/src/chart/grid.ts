@@ -9,7 +9,15 @@
 import uPlot from 'uplot';
 
 import { Line, SeriesStore } from './series';
-import { align, bucketCentres, bucketize, ema, IBuckets, IPart } from './shape';
+import {
+  align,
+  BucketAccumulator,
+  emaInto,
+  gridCentres,
+  gridFor,
+  IEmaState,
+  IPart
+} from './shape';
 import {
   DURATION_INCRS,
   escapeHtml,
@@ -553,18 +561,62 @@ export class ChartGrid {
     p.plot?.setScale('x', { min, max });
   }
 
+  /** The smoothed values of a line; a live line's new points continue the last EMA. */
   private _smoothed(id: string, line: Line, weight: number): Float64Array {
-    const hit = this._smooth.get(id);
-    if (hit && hit.version === line.version && hit.weight === weight && hit.n === line.n) {
-      return hit.values;
+    let hit = this._smooth.get(id);
+    const fresh =
+      !hit || hit.line !== line || hit.resets !== line.resets || hit.weight !== weight;
+    if (fresh || !hit) {
+      hit = { line, resets: line.resets, weight, n: 0, state: { acc: 0, norm: 0 }, values: new Float64Array(Math.max(16, line.n)) };
+      this._smooth.set(id, hit);
     }
-    const values = ema(line.y, line.n, weight);
-    this._smooth.set(id, { version: line.version, weight, n: line.n, values });
-    return values;
+    if (hit.n < line.n) {
+      if (hit.values.length < line.n) {
+        const grown = new Float64Array(Math.max(line.n, 2 * hit.values.length));
+        grown.set(hit.values.subarray(0, hit.n));
+        hit.values = grown;
+      }
+      emaInto(line.y, hit.n, line.n, weight, hit.state, hit.values);
+      hit.n = line.n;
+    }
+    return hit.values;
+  }
+
+  /** Per-bucket summary of a line on `grid`, adding only the points new since last time. */
+  private _bucketed(id: string, line: Line, smooth: Float64Array | null, grid: ReturnType<typeof gridFor>, weight: number) {
+    let hit = this._acc.get(id);
+    if (
+      !hit ||
+      hit.line !== line ||
+      hit.resets !== line.resets ||
+      hit.weight !== weight ||
+      !hit.acc.fits(grid) ||
+      hit.acc.done > line.n
+    ) {
+      hit = { line, resets: line.resets, weight, acc: new BucketAccumulator(grid) };
+      this._acc.set(id, hit);
+    }
+    hit.acc.add(line.x, line.y, smooth ?? line.y, hit.acc.done, line.n, grid);
+    return hit.acc;
   }
 
   private _width(p: IPanel): number {
+    if (this._hostWidth > 0 && !p.plot) {
+      // The first draw: the panel's width from the host's, measured before our DOM went
+      // in (no forced layout of it); the ResizeObserver corrects a wrong guess.
+      const cols = Math.max(1, Math.min(this._panels.size, Math.floor((this._hostWidth + 14) / (320 + 14))));
+      return Math.floor((this._hostWidth - 14 * (cols - 1)) / cols) - this._panelPadding;
+    }
     return Math.floor(p.host.clientWidth || this._grid.clientWidth || 0);
+  }
+
+  /**
+   * The width the chart will get (its container's, read before the chart is put in it):
+   * the first draw then needs no layout of the chart's own DOM.
+   */
+  setHostWidth(width: number, panelPadding = 0): void {
+    this._hostWidth = Math.max(0, Math.floor(width));
+    this._panelPadding = panelPadding;
   }
 
   private _drawPanel(p: IPanel): void {
@@ -577,10 +629,11 @@ export class ChartGrid {
     const weight = this._options.smoothing;
     const full = this._full;
     const view = this._zoom ?? full;
-    // A bucket per two pixels of the visible window, over the whole range: a band reads
-    // the same as at one per pixel, and each redraw has half the vertices.
+    // About a bucket per three pixels of the visible window, over the whole range (a
+    // power-of-two bucket width makes that 1.5 to 3 pixels): a band reads the same as at
+    // one per pixel, with a third of the vertices to draw on each refresh.
     const factor = full && view ? (full[1] - full[0]) / Math.max(1e-300, view[1] - view[0]) : 1;
-    const buckets = Math.max(32, Math.min(1 << 21, Math.round((width / 2) * factor)));
+    const buckets = Math.max(32, Math.min(1 << 21, Math.round((width / 3) * factor)));
     const parts: IPart[] = [];
     const shown: IShown[] = [];
     const series: uPlot.Series[] = [{ label: this._options.xLabel }];
@@ -603,7 +656,8 @@ export class ChartGrid {
     // per pixel, so ten runs with different x never make a table of their union.
     const shared = entries.every(e => sameX(entries[0].line, e.line));
     const exact = shared ? (entries[0]?.line.n ?? 0) <= 2 * buckets : points <= 2 * buckets;
-    const centres = exact || !full ? null : bucketCentres(full[0], full[1], buckets);
+    const grid = exact || !full ? null : gridFor(full[0], full[1], buckets);
+    const centres = grid ? gridCentres(grid) : null;
     let col = 1;
     for (const { meta, line, smooth } of entries) {
       const show = !this._hidden.has(meta.label);
@@ -622,11 +676,10 @@ export class ChartGrid {
         points: { show: false }
       };
       if (centres && full) {
-        const b = bucketize(
-          line.x, line.y, smooth ?? line.y, line.n, full[0], full[1], buckets, centres,
-          this._buckets.get(meta.id)
+        const b = this._bucketed(meta.id, line, smooth, grid!, weight).summary(
+          grid!.count,
+          centres
         );
-        this._buckets.set(meta.id, b);
         const band = b.maxCount > 1;
         const columns: ArrayLike<number>[] = [b.mid];
         series.push(main);
@@ -640,7 +693,7 @@ export class ChartGrid {
           series.push(faint);
           cols.push(col + 1);
         }
-        parts.push({ x: centres, n: buckets, columns, count: b.count, bad: b.bad });
+        parts.push({ x: centres, n: grid!.count, columns, count: b.count, bad: b.bad });
         shown.push({ meta, line, cols, dense: band });
         col += cols.length;
       } else if (smooth) {
@@ -1090,6 +1143,8 @@ export class ChartGrid {
     reset: HTMLButtonElement;
   } | null = null;
   private _panels = new Map<string, IPanel>();
+  private _hostWidth = 0;
+  private _panelPadding = 0;
   private _order: string[] = [];
   private _metas: ISeriesMeta[] = [];
   private _metaKey = '';
@@ -1101,9 +1156,19 @@ export class ChartGrid {
   private _hovered: IPanel | null = null;
   private _smooth = new Map<
     string,
-    { version: number; weight: number; n: number; values: Float64Array }
+    {
+      line: Line;
+      resets: number;
+      weight: number;
+      n: number;
+      state: IEmaState;
+      values: Float64Array;
+    }
   >();
-  private _buckets = new Map<string, IBuckets>();
+  private _acc = new Map<
+    string,
+    { line: Line; resets: number; weight: number; acc: BucketAccumulator }
+  >();
   private _frame = 0;
   private _disposed = false;
 }

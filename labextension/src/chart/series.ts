@@ -18,6 +18,8 @@ export class Line {
   sorted = true;
   /** Bumped on every change, so views can cache what they derive from the points. */
   version = 0;
+  /** Bumped when points already held change place (a sort): caches must start over. */
+  resets = 0;
 
   constructor(capacity = 256) {
     this.x = new Float64Array(capacity);
@@ -91,6 +93,7 @@ export class Line {
     this.y = y;
     this.sorted = true;
     this.version++;
+    this.resets++;
   }
 
   /** Index of the point whose x is nearest `x` (-1 when empty). */
@@ -148,7 +151,11 @@ export function float64(buffer: ArrayBuffer | ArrayBufferView): Float64Array {
     return buffer;
   }
   if (ArrayBuffer.isView(buffer)) {
-    // Offsets of a DataView into a message need not be 8-aligned: copy, not view.
+    // A view when the bytes are 8-aligned (lines copy what they keep); offsets of a
+    // DataView into a message need not be, and then it is a copy.
+    if (buffer.byteOffset % 8 === 0) {
+      return new Float64Array(buffer.buffer, buffer.byteOffset, buffer.byteLength / 8);
+    }
     const bytes = buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength);
     return new Float64Array(bytes as ArrayBuffer);
   }

@@ -7,19 +7,38 @@
  */
 export function ema(ys: ArrayLike<number>, n: number, weight: number): Float64Array {
   const out = new Float64Array(n);
-  let acc = 0;
-  let norm = 0;
-  for (let i = 0; i < n; i++) {
+  emaInto(ys, 0, n, weight, { acc: 0, norm: 0 }, out);
+  return out;
+}
+
+/** The EMA's running state: continue it over new points without redoing the old. */
+export interface IEmaState {
+  acc: number;
+  norm: number;
+}
+
+/** Smooth ys[from, to) into out[from, to), continuing from `state` (updated in place). */
+export function emaInto(
+  ys: ArrayLike<number>,
+  from: number,
+  to: number,
+  weight: number,
+  state: IEmaState,
+  out: Float64Array
+): void {
+  let { acc, norm } = state;
+  for (let i = from; i < to; i++) {
     const v = ys[i];
-    if (!Number.isFinite(v)) {
-      out[i] = v;
+    if (v - v !== 0) {
+      out[i] = v; // NaN and inf pass through and do not reset the average
       continue;
     }
     acc = acc * weight + (1 - weight) * v;
     norm = norm * weight + (1 - weight);
     out[i] = acc / norm;
   }
-  return out;
+  state.acc = acc;
+  state.norm = norm;
 }
 
 /** Per-bucket summary of a series: a line through the means, a band min..max. */
@@ -219,4 +238,153 @@ export function align(parts: IPart[], logY = false): Cell[][] {
     out.push(...cols);
   }
   return out;
+}
+
+/**
+ * A bucket grid that stays put while a live series grows: buckets of width `w` (a power
+ * of two) from `x0`, so new points are added to the buckets they fall in (O(new points)
+ * per refresh) and the grid only changes when the range outgrows it (the width doubles:
+ * amortised O(1) per point).
+ */
+export interface IGrid {
+  x0: number;
+  w: number;
+  count: number;
+}
+
+/** The grid for [lo, hi] with at most about `buckets` buckets (`w` a power of two). */
+export function gridFor(lo: number, hi: number, buckets: number): IGrid {
+  const span = Math.max(hi - lo, Number.MIN_VALUE);
+  const w = 2 ** Math.ceil(Math.log2(span / Math.max(1, buckets)));
+  const x0 = Math.floor(lo / w) * w;
+  return { x0, w, count: Math.floor((hi - x0) / w) + 1 };
+}
+
+/** Running per-bucket sums of one series on a grid; `add` only what is new. */
+export class BucketAccumulator {
+  grid: IGrid;
+  /** Points of the series added so far (the caller adds [done, n) next time). */
+  done = 0;
+  count: Uint32Array;
+  bad: Uint32Array;
+  sum: Float64Array;
+  rawSum: Float64Array;
+  lo: Float64Array;
+  hi: Float64Array;
+  maxCount = 0;
+
+  constructor(grid: IGrid) {
+    this.grid = { ...grid };
+    const n = Math.max(16, grid.count);
+    this.count = new Uint32Array(n);
+    this.bad = new Uint32Array(n);
+    this.sum = new Float64Array(n);
+    this.rawSum = new Float64Array(n);
+    this.lo = new Float64Array(n).fill(Infinity);
+    this.hi = new Float64Array(n).fill(-Infinity);
+  }
+
+  /** Whether points can still be added on `grid` (same x0 and w; more buckets is fine). */
+  fits(grid: IGrid): boolean {
+    return grid.x0 === this.grid.x0 && grid.w === this.grid.w;
+  }
+
+  /** Add points [from, to) of a series (`line`: raw or smoothed values, `raw`: raw). */
+  add(xs: ArrayLike<number>, raw: ArrayLike<number>, line: ArrayLike<number>, from: number, to: number, grid: IGrid): void {
+    this._reserve(grid.count);
+    this.grid.count = Math.max(this.grid.count, grid.count);
+    const { x0, w } = this.grid;
+    const last = this.grid.count - 1;
+    const scale = 1 / w;
+    for (let i = from; i < to; i++) {
+      const d = xs[i] - x0;
+      if (d < 0) {
+        continue;
+      }
+      let b = Math.floor(d * scale);
+      if (b > last) {
+        b = last;
+      }
+      const r = raw[i];
+      const v = raw === line ? r : line[i];
+      if (r - r !== 0 || v - v !== 0) {
+        this.bad[b]++;
+        continue;
+      }
+      const c = ++this.count[b];
+      if (c > this.maxCount) {
+        this.maxCount = c;
+      }
+      this.sum[b] += v;
+      this.rawSum[b] += r;
+      if (r < this.lo[b]) {
+        this.lo[b] = r;
+      }
+      if (r > this.hi[b]) {
+        this.hi[b] = r;
+      }
+    }
+    this.done = Math.max(this.done, to);
+  }
+
+  /** The per-bucket summary (fresh arrays of `count` buckets; NaN where empty). */
+  summary(count: number, centres: Float64Array): IBuckets {
+    this._reserve(count);
+    const mid = new Float64Array(count);
+    const rawMid = new Float64Array(count);
+    const lo = new Float64Array(count);
+    const hi = new Float64Array(count);
+    for (let b = 0; b < count; b++) {
+      const c = this.count[b];
+      if (c === 0) {
+        mid[b] = rawMid[b] = lo[b] = hi[b] = NaN;
+      } else {
+        mid[b] = this.sum[b] / c;
+        rawMid[b] = this.rawSum[b] / c;
+        lo[b] = this.lo[b];
+        hi[b] = this.hi[b];
+      }
+    }
+    return {
+      x: centres,
+      mid,
+      rawMid,
+      lo,
+      hi,
+      count: this.count.subarray(0, count),
+      bad: this.bad.subarray(0, count),
+      maxCount: this.maxCount
+    };
+  }
+
+  private _reserve(count: number): void {
+    if (count <= this.count.length) {
+      return;
+    }
+    let cap = this.count.length;
+    while (cap < count) {
+      cap *= 2;
+    }
+    const grow = <T extends Uint32Array | Float64Array>(a: T, fill: number): T => {
+      const b = new (a.constructor as { new (n: number): T })(cap);
+      b.fill(fill);
+      b.set(a);
+      return b;
+    };
+    this.count = grow(this.count, 0);
+    this.bad = grow(this.bad, 0);
+    this.sum = grow(this.sum, 0);
+    this.rawSum = grow(this.rawSum, 0);
+    this.lo = grow(this.lo, Infinity);
+    this.hi = grow(this.hi, -Infinity);
+  }
+}
+
+/** Centres of a grid's buckets. */
+export function gridCentres(grid: IGrid): Float64Array {
+  const x = new Float64Array(grid.count);
+  for (let b = 0; b < grid.count; b++) {
+    x[b] = grid.x0 + (b + 0.5) * grid.w;
+  }
+  return x;
 }

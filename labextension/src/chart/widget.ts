@@ -52,7 +52,10 @@ function render({ model, el }: { model: IModel; el: HTMLElement }): () => void {
     style.textContent = UPLOT_CSS;
     document.head.appendChild(style);
   }
+  // Read the container's width before the chart's DOM is in it: one layout, not two.
+  const hostWidth = el.clientWidth;
   const chart = new ChartGrid({ ...options(model), toolbar: model.get('toolbar') !== false });
+  chart.setHostWidth(hostWidth);
   el.appendChild(chart.node);
   chart.setPanels(model.get('panels') ?? []);
   chart.setSeries((model.get('series') ?? []) as ISeriesMeta[]);
