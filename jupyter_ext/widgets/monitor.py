@@ -33,6 +33,9 @@ from ..training.tracebacks import render_html, render_text, shape_stored
 from .chart import LiveChart
 from .restart import mark_view, restart_hint
 
+ENDED = "jupyter-ext-ended"
+"""DOM class of a monitor whose run has ended (what is saved as its final state)."""
+
 if TYPE_CHECKING:
     from ..training.run import Run
 
@@ -164,6 +167,9 @@ class RunMonitor(W.VBox):
                 # an ended run has nothing to stop: no button that looks live
                 self.stop_button.disabled = True
                 self.stop_button.layout.display = "none"
+                # Our JupyterLab extension keeps what an ended run's monitor shows in the
+                # notebook when it is saved (a static copy beside the widget).
+                self.add_class(ENDED)
             if changed:
                 self.updates += 1
             return row.status not in TERMINAL

@@ -19,7 +19,7 @@ export function paletteColor(i: number): string {
   return PALETTE[((i % PALETTE.length) + PALETTE.length) % PALETTE.length];
 }
 
-export { ChartGrid, restyleCharts } from './chart/index';
+export { ChartGrid, ensureChartStyle, restyleCharts } from './chart/index';
 export type { ISeriesMeta } from './chart/index';
 
 export { Sparkline } from './chart/sparkline';

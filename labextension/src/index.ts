@@ -14,8 +14,9 @@ import {
   WidgetTracker
 } from '@jupyterlab/apputils';
 
-import { restyleCharts } from './chart';
+import { ensureChartStyle, restyleCharts } from './chart';
 import { ComparePanel } from './compare';
+import { watchNotebooks } from './finaloutputs';
 import { runsIcon } from './icons';
 import { RunPanel } from './runpanel';
 import { CommandIDs, RunsSidebar } from './sidebar';
@@ -123,6 +124,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
         name: w => compareKey(w.content.runIds)
       });
     }
+
+    // Saved notebooks: a finished run's monitor shows its final state without its kernel.
+    ensureChartStyle(); // also for kept copies of charts, before any chart is drawn
+    watchNotebooks(app);
 
     if (themes) {
       themes.themeChanged.connect(() => {

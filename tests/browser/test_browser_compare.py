@@ -38,6 +38,11 @@ def test_comparison_follows_runs_and_redraws_on_controls(lab):
     lab.open_notebook([SETUP, MORE, END, CHECK])
     chart = lab.run_cell(0).locator(".jupyter-ext-chart")
     expect(chart).to_have_attribute("data-points", "100", timeout=60_000)
+    # Runs and metrics are checkboxes with whole labels; the experiment asked for is chosen.
+    out = lab.output(0)
+    expect(out.locator(".jupyter-ext-checklist input[type=checkbox]")).to_have_count(3)
+    expect(out.get_by_text("b-lr-0.01 · running", exact=False)).to_be_visible()
+    expect(out.locator("select").first).to_have_value("browser-sweep")
     legend = chart.locator('[data-panel="loss"] .jxc-legend')
     expect(legend).to_contain_text("b-lr-0.1 (lr=0.1)")
     expect(legend).to_contain_text("b-lr-0.01 (lr=0.01)")

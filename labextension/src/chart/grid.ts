@@ -140,6 +140,11 @@ function injectStyle(id: string, css: string): void {
   }
 }
 
+/** Put the chart's stylesheet in the document (once). */
+export function ensureChartStyle(): void {
+  injectStyle('jupyter-ext-chart-style', CHART_CSS);
+}
+
 function cssVar(el: Element, name: string, fallback: string): string {
   const value = getComputedStyle(el).getPropertyValue(name).trim();
   return value || fallback;
@@ -181,7 +186,7 @@ export class ChartGrid {
     this._options = { ...DEFAULTS, ...rest };
     this._panelClass = panelClass;
     this._syncKey = `jupyter-ext-chart-${++syncCount}`;
-    injectStyle('jupyter-ext-chart-style', CHART_CSS);
+    ensureChartStyle();
     watchTheme();
     this.node = el('div', 'jupyter-ext-chart');
     this.node.dataset.points = '0';

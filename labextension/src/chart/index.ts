@@ -1,5 +1,5 @@
 // The chart module: one chart for every live curve (notebook widget and lab panels).
-export { ChartGrid, restyleCharts } from './grid';
+export { ChartGrid, ensureChartStyle, restyleCharts } from './grid';
 export type { IChartOptions, IReading, ISeriesMeta } from './grid';
 export { Line, SeriesStore, float64 } from './series';
 export { align, bucketize, ema } from './shape';
