@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .axes import X_AXES, X_FORMAT  # noqa: F401 (re-exported: comparison.X_AXES)
 from .metric_names import best_mode
 from .store import ACTIVE, RunRecord, Series, Store, open_store
 from .training.resolve import RunNotFound, resolve_run
@@ -32,15 +33,6 @@ from .training.run import current
 
 __all__ = ["Comparison", "RunNotFound", "best_mode", "metrics", "resolve_runs", "summary"]
 
-X_AXES = {
-    "step": "step",
-    "epoch": "epoch",
-    "time": "wall time",
-    "elapsed": "time since start",
-}
-"""x axes a comparison can use: key -> label."""
-X_FORMAT = {"step": "number", "epoch": "number", "time": "time", "elapsed": "duration"}
-"""How each x axis reads in a chart: plain numbers, clock time, or a duration."""
 _X_ALIASES = {"wall": "time", "walltime": "time", "relative": "elapsed", "since_start": "elapsed"}
 
 _COLUMNS = ["run", "name", "key", "step", "epoch", "time", "value"]

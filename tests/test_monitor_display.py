@@ -249,7 +249,15 @@ def test_a_stopped_run_says_its_checkpoint_is_kept_and_shows_lightnings_notices(
     mon = RunMonitor(run, refresh_s=0.2)
     try:
         wait_for(lambda: len(run.notices) >= 2, timeout=180, what="notices while it runs")
-        wait_for(lambda: "jx-notice" in mon.notices.value, timeout=30, what="notices shown")
+        # Both notices, as the monitor's next refresh shows them (not just the first).
+        wait_for(
+            lambda: (
+                "log_every_n_steps=50 is more" in mon.notices.value
+                and "precision 16-mixed" in mon.notices.value
+            ),
+            timeout=30,
+            what="both notices shown",
+        )
         texts = [n["text"] for n in run.notices]
         assert any(t.startswith("log_every_n_steps=50 is more than the 8 batches") for t in texts)
         assert "precision 16-mixed is not supported on CPU: this run uses bf16-mixed" in texts

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as W
 import numpy as np
 
-from ..comparison import X_AXES, X_FORMAT
+from ..axes import X_AXES, X_FORMAT
 from ..config import get_config
 from ..metric_names import metric_color, panel_of
 from ..poller import POLLER

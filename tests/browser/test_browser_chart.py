@@ -73,6 +73,21 @@ def test_live_chart_draws_appended_points(lab):
         lambda: (m := _ink(lab, chart))["series"] > 200 and m, timeout=30, what="the curve drawn"
     )
     assert after["inked"] > before["inked"], (before, after)
+
+    # The chart follows JupyterLab's theme: axes and grid are redrawn in the dark theme's ink.
+    panel = chart.locator('[data-panel="loss"]')
+    light = _pixels(lab.page, panel)
+    page = lab.page
+    page.locator("#jp-MainMenu").get_by_role("menuitem", name="Settings", exact=True).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Theme$")).first.hover()
+    page.locator(".lm-Menu-itemLabel", has_text="JupyterLab Dark").first.click()
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false", timeout=30_000)
+    wait_for(lambda: _pixels(page, panel) != light, timeout=30, what="the chart in dark ink")
+    # Back to the light theme: the lab's settings outlive this test.
+    page.locator("#jp-MainMenu").get_by_role("menuitem", name="Settings", exact=True).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Theme$")).first.hover()
+    page.locator(".lm-Menu-itemLabel", has_text="JupyterLab Light").first.click()
+    expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "true", timeout=30_000)
     lab.assert_no_widget_errors()
     lab.assert_no_console_errors()
 
