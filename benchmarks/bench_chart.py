@@ -8,10 +8,10 @@ appends as float64 buffers) through the same stand-in for anywidget's model, in 
 Chromium (Debian's, through Playwright). The anchor is the hand-written canvas chart
 LiveChart used before (``benchmarks/_canvas_chart.js``), measured in the same run.
 
-* first render: ``runs`` series of ``points`` points each, as the kernel sends them (each
-  series downsampled to 2,000 points with extremes kept), from ``render()`` to the pixels
-  drawn; target <= the anchor and < 200 ms. Also the raw ``runs x points`` (no
-  downsampling), the worst a view could be sent.
+* first render: ``runs`` series of ``points`` points each as the view gets them, from
+  ``render()`` to the pixels drawn; target <= the anchor and < 200 ms. Also the kernel's
+  usual snapshot of the same data (each series downsampled to 2,000 points, extremes
+  kept).
 * live append: 5 new points to each of ``runs`` running series (one monitor refresh),
   message to pixels; target < 2 ms. Median and p95 over ``--appends`` refreshes.
 * memory: the JS heap after a forced GC, before and after those appends (600 refreshes at
@@ -266,10 +266,14 @@ def main() -> None:
         )
     ratio = statistics.median(appends["new"]) / statistics.median(appends["old"])
     print(f"  ratio uPlot / canvas (median): {ratio:.2f}")
-    for label, table in (("a page's first view", med), ("later views", wmed)):
-        down = table[("new", "down")]
-        verdict = "meets" if down < 200 and down <= table[("old", "down")] else "MISSES"
-        print(f"\nfirst render target (< 200 ms and <= the canvas chart), {label}: {verdict}")
+    # The target: 10 runs x 200k points as the view gets them ("raw" here); the
+    # kernel's usual snapshot (2,000 per series) is reported beside it.
+    print()
+    for data, what in (("raw", f"{args.points:,} per series"), ("down", "the kernel's snapshot")):
+        for label, table in (("a page's first view", med), ("later views", wmed)):
+            new, old = table[("new", data)], table[("old", data)]
+            verdict = "meets" if new < 200 and new <= old else "MISSES"
+            print(f"first render (< 200 ms and <= the canvas chart), {what}, {label}: {verdict}")
     app = statistics.median(appends["new"])
     print(f"append target (< 2 ms main-thread): {'meets' if app < 2 else 'MISSES'}")
     print(f"(load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
