@@ -210,8 +210,10 @@ def test_runs_listing_filters_pages_changes_and_details(api, workspace):
     assert set(item_a) == {
         "id", "name", "experiment", "status", "progress", "created", "started", "ended",
         "updated", "duration_s", "accelerator", "devices", "hparams", "launcher", "pid",
-        "host", "metrics", "error_line",
+        "host", "metrics", "error_line", "position", "colors",
     }  # fmt: skip
+    assert item_a["colors"]["val_loss"] == "#1f77b4"  # the monitor's colours, one per metric
+    assert item_a["position"] == "epoch 2/2 · step 16/16"  # epochs from 1, as people count
     assert item_a["id"] == a.id and item_a["status"] == "succeeded"
     assert item_a["progress"] == {"epoch": 1, "step": 16, "total_steps": 16, "fraction": 1.0,
                                   "eta_s": None}  # fmt: skip
@@ -302,6 +304,9 @@ def test_runs_listing_filters_pages_changes_and_details(api, workspace):
     assert 0 < len(logs["text"].splitlines()) <= 3
     code, logs = api(f"runs/{b.id}/logs", params={"tail": 10_000})
     assert "ValueError: boom at step 3" in logs["text"]
+    # Lightning's promotional tips are left out, as in the monitor (the file keeps them).
+    assert "Tip:" in (Path(b.row.run_dir) / "worker.log").read_text()
+    assert "GPU available" in logs["text"] and "Tip:" not in logs["text"]
     assert_400(api, f"runs/{b.id}/logs", "tail", tail=-1)
 
     # a finished run cannot be stopped

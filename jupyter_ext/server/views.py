@@ -137,7 +137,8 @@ def run_item(store: Store, row: RunRecord) -> dict[str, Any]:
         >>> run_item(store, store.get_run(run_id))["progress"]["fraction"]  # doctest: +SKIP
         1.0
     """
-    from ..training.frames import duration_s, progress_of
+    from ..metric_names import metric_color
+    from ..training.frames import duration_s, position_text, progress_of
 
     return {
         "id": row.id,
@@ -145,6 +146,7 @@ def run_item(store: Store, row: RunRecord) -> dict[str, Any]:
         "experiment": row.experiment,
         "status": row.status,
         "progress": progress_of(row),
+        "position": position_text(row),  # "epoch 15/15 · step 225/225", as the monitor reads
         "created": row.created,
         "started": row.started,
         "ended": row.ended,
@@ -156,7 +158,9 @@ def run_item(store: Store, row: RunRecord) -> dict[str, Any]:
         "launcher": row.launcher,
         "pid": row.pid,
         "host": row.host,
-        "metrics": store.last_metrics(row.id),
+        "metrics": (metrics := store.last_metrics(row.id)),
+        # One colour per metric, as every notebook monitor draws it (train/val share a hue).
+        "colors": {key: metric_color(key) for key in metrics},
         "error_line": error_line(row.error),
     }
 
@@ -307,11 +311,13 @@ def run_logs(run_id: str, tail: int = 100) -> dict[str, Any]:
         >>> print(run_logs(run_id, tail=5)["text"])  # doctest: +SKIP
     """
     from ..procs import log_tail
+    from ..training.frames import without_ads
 
     store = _store()
     row = _current(store, run_id)
     log = Path(row.run_dir) / "worker.log" if row.run_dir else None
-    text = log_tail(log, tail, max_bytes=1 << 20)
+    # As the monitor shows it: Lightning's promotional tips left out (the file keeps them).
+    text = without_ads(log_tail(log, tail, max_bytes=1 << 20))
     return {"id": run_id, "status": row.status, "tail": tail, "text": text}
 
 

@@ -51,6 +51,10 @@ export interface IRun {
   experiment: string;
   status: RunStatus | string;
   progress: IProgress;
+  /** "epoch 15/15 · step 225/225" (epochs from 1), as the notebook's monitor reads. */
+  position?: string;
+  /** Each metric's colour, as the notebook's monitor draws it (train/val share a hue). */
+  colors?: Record<string, string>;
   created: number;
   started: number | null;
   ended: number | null;

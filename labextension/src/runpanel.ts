@@ -198,11 +198,15 @@ export class RunPanel extends Widget {
     this.fill.style.width = fraction === null ? '0%' : `${(fraction * 100).toFixed(1)}%`;
     this.bar.classList.toggle('jpe-progress-unknown', fraction === null && active);
     const bits: string[] = [];
-    if (p.epoch !== null && p.epoch !== undefined) {
-      bits.push(`epoch ${p.epoch}`);
-    }
-    if (p.step !== null && p.step !== undefined) {
-      bits.push(p.total_steps ? `step ${p.step}/${p.total_steps}` : `step ${p.step}`);
+    if (d.position) {
+      bits.push(d.position); // "epoch 15/15 · step 225/225", as the notebook's monitor reads
+    } else {
+      if (p.epoch !== null && p.epoch !== undefined) {
+        bits.push(`epoch ${p.epoch + 1}`); // Lightning counts epochs from 0, people from 1
+      }
+      if (p.step !== null && p.step !== undefined) {
+        bits.push(p.total_steps ? `step ${p.step}/${p.total_steps}` : `step ${p.step}`);
+      }
     }
     if (active && p.eta_s !== null && p.eta_s !== undefined) {
       bits.push(`ETA ${formatDuration(p.eta_s)}`);
@@ -248,10 +252,11 @@ export class RunPanel extends Widget {
     this.chart.setSeries(metas);
   }
 
-  /** A stable colour per key, in the order keys first appeared. */
+  /** A stable colour per key: the server's (the notebook monitor's), else the palette. */
   private _color(key: string): string {
     if (!this._colors.has(key)) {
-      this._colors.set(key, paletteColor(this._colors.size));
+      const color = this._detail?.colors?.[key] ?? paletteColor(this._colors.size);
+      this._colors.set(key, color);
     }
     return this._colors.get(key)!;
   }
