@@ -457,12 +457,7 @@ def runs_html(df: pd.DataFrame, now: float | None = None) -> str:
     hparams = [flatten(h) for h in _col(df, "hparams")]
     metrics = [m if isinstance(m, Mapping) else {} for m in _col(df, "metrics")]
     shared: dict[str, Any] = {}
-    cols = [_name_column("name", _col(df, "name"))]
-    if "experiment" in df.columns:
-        if _same(df["experiment"]):
-            shared["experiment"] = df["experiment"].iloc[0]
-        else:
-            cols.append(_name_column("experiment", df["experiment"], min_em=6))
+    cols = _lead_columns(df, shared)
     cols.append(_status_column(_col(df, "status")))
     if "progress" in df.columns:
         cols.append(Column("progress", [_progress_cell(v) for v in df["progress"]], nowrap=True))
@@ -493,6 +488,18 @@ def runs_html(df: pd.DataFrame, now: float | None = None) -> str:
         cols.append(_duration_column("duration", df["duration_s"]))
     cols.append(_id_column("id", _col(df, "id")))
     return render(cols, _shared_caption(shared))
+
+
+def _lead_columns(df: pd.DataFrame, shared: dict[str, Any]) -> list[Column]:
+    """Name first, then the experiment, unless every row shares it (then it goes into
+    ``shared``, said once under the table)."""
+    cols = [_name_column("name", _col(df, "name"))]
+    if "experiment" in df.columns:
+        if _same(df["experiment"]):
+            shared["experiment"] = df["experiment"].iloc[0]
+        else:
+            cols.append(_name_column("experiment", df["experiment"], min_em=6))
+    return cols
 
 
 def _same(values: Iterable[Any]) -> bool:
@@ -598,12 +605,7 @@ def summary_html(df: pd.DataFrame, best: Mapping[str, str] | None = None) -> str
         return render([], empty="no runs")
     best = dict(best or {})
     shared: dict[str, Any] = {}
-    cols = [_name_column("name", _col(df, "name"))]
-    if "experiment" in df.columns:
-        if _same(df["experiment"]):
-            shared["experiment"] = df["experiment"].iloc[0]
-        else:
-            cols.append(_name_column("experiment", df["experiment"], min_em=6))
+    cols = _lead_columns(df, shared)
     if "status" in df.columns:
         cols.append(_status_column(df["status"]))
     metric_cols = [c for c in df.columns if str(c).endswith((".last", ".best"))]

@@ -16,7 +16,8 @@ import {
   gridCentres,
   gridFor,
   IEmaState,
-  IPart
+  IPart,
+  sameX
 } from './shape';
 import {
   DURATION_INCRS,
@@ -193,7 +194,8 @@ export class ChartGrid {
     this._toolbar = el('div', 'jxc-toolbar');
     this._grid = el('div', 'jxc-grid');
     this.node.append(this._toolbar, this._grid);
-    this._toolbar.hidden = !toolbar;
+    this._wantToolbar = toolbar;
+    this._toolbar.hidden = true; // shown once there is a series to act on
     this._buildToolbar();
     this._resize = new ResizeObserver(() => this._onResize());
     this._resize.observe(this._grid);
@@ -659,7 +661,8 @@ export class ChartGrid {
     // Exact points when they are few, or when every series has the same x (runs logged at
     // the same steps); otherwise every series is summarised on one grid of about a bucket
     // per pixel, so ten runs with different x never make a table of their union.
-    const shared = entries.every(e => sameX(entries[0].line, e.line));
+    const first = entries[0]?.line;
+    const shared = entries.every(e => sameX(first.x, first.n, e.line.x, e.line.n));
     const exact = shared ? (entries[0]?.line.n ?? 0) <= 2 * buckets : points <= 2 * buckets;
     const grid = exact || !full ? null : gridFor(full[0], full[1], buckets);
     const centres = grid ? gridCentres(grid) : null;
@@ -718,6 +721,7 @@ export class ChartGrid {
     p.shown = shown;
     p.node.dataset.points = String(points);
     const data = align(parts, this._options.logY) as uPlot.AlignedData;
+    const intX = this._intX();
     const signature = JSON.stringify([
       series.map(s => [s.label, s.stroke, s.width]),
       bands.length > 0,
@@ -725,7 +729,7 @@ export class ChartGrid {
       this._options.xFormat,
       this._options.xLabel,
       this._options.height,
-      this._intX()
+      intX
     ]);
     if (p.plot && p.signature === signature) {
       p.plot.batch(() => {
@@ -735,7 +739,7 @@ export class ChartGrid {
     } else {
       this._destroyPlot(p);
       p.signature = signature;
-      p.plot = new uPlot(this._plotOptions(p, width, series), data, p.host);
+      p.plot = new uPlot(this._plotOptions(p, width, series, intX), data, p.host);
     }
     this._renderLegend(p);
   }
@@ -763,7 +767,8 @@ export class ChartGrid {
   private _plotOptions(
     p: IPanel,
     width: number,
-    series: uPlot.Series[]
+    series: uPlot.Series[],
+    intX: boolean
   ): uPlot.Options {
     const ink = cssVar(this.node, '--jp-ui-font-color2', '#666');
     const grid = cssVar(this.node, '--jp-border-color2', '#ddd');
@@ -782,7 +787,7 @@ export class ChartGrid {
       xAxis.incrs = DURATION_INCRS;
       xAxis.values = (_u, splits) => splits.map(v => fmtDuration(v));
     } else if (xFormat === 'number') {
-      if (this._intX()) {
+      if (intX) {
         xAxis.incrs = INTEGER_INCRS;
       }
       xAxis.values = (_u, splits) => splits.map(v => fmtNum(v));
@@ -1003,6 +1008,22 @@ export class ChartGrid {
     );
   }
 
+  /** Values <= 0 of a line (not drawn on a log axis), counted once per change of it. */
+  private _nonPositive(id: string, line: Line): number {
+    const hit = this._nonpos.get(id);
+    if (hit && hit.line === line && hit.version === line.version) {
+      return hit.count;
+    }
+    let count = 0;
+    for (let i = 0; i < line.n; i++) {
+      if (line.y[i] <= 0) {
+        count++;
+      }
+    }
+    this._nonpos.set(id, { line, version: line.version, count });
+    return count;
+  }
+
   private _renderNote(p: IPanel): void {
     const metas = this._metas.filter(m => m.panel === p.name);
     const parts: string[] = [];
@@ -1014,10 +1035,8 @@ export class ChartGrid {
       let nonpositive = 0;
       for (const m of metas) {
         const line = this.store.get(m.id);
-        for (let i = 0; line && i < line.n; i++) {
-          if (line.y[i] <= 0) {
-            nonpositive++;
-          }
+        if (line) {
+          nonpositive += this._nonPositive(m.id, line);
         }
       }
       if (nonpositive) {
@@ -1105,6 +1124,8 @@ export class ChartGrid {
     c.smoothValue.textContent = o.smoothing.toFixed(2);
     c.shortest.hidden = !o.runs || new Set(this._metas.map(m => m.label)).size < 2;
     c.reset.hidden = this._zoom === null;
+    // A failed run with no metrics gets no controls over an empty chart.
+    this._toolbar.hidden = !this._wantToolbar || this._metas.length === 0;
   }
 
   private _onResize(): void {
@@ -1135,6 +1156,7 @@ export class ChartGrid {
 
   private _options: IChartOptions;
   private _panelClass: string;
+  private _wantToolbar = true;
   private _syncKey: string;
   private _toolbar: HTMLDivElement;
   private _grid: HTMLDivElement;
@@ -1170,27 +1192,13 @@ export class ChartGrid {
       values: Float64Array;
     }
   >();
+  private _nonpos = new Map<string, { line: Line; version: number; count: number }>();
   private _acc = new Map<
     string,
     { line: Line; resets: number; weight: number; acc: BucketAccumulator }
   >();
   private _frame = 0;
   private _disposed = false;
-}
-
-function sameX(a: Line, b: Line): boolean {
-  if (a === b) {
-    return true;
-  }
-  if (a.n !== b.n) {
-    return false;
-  }
-  for (let i = 0; i < a.n; i++) {
-    if (a.x[i] !== b.x[i]) {
-      return false;
-    }
-  }
-  return true;
 }
 
 function sameRange(a: [number, number] | null, b: [number, number] | null): boolean {

@@ -2,6 +2,6 @@
 export { ChartGrid, ensureChartStyle, restyleCharts } from './grid';
 export type { IChartOptions, IReading, ISeriesMeta } from './grid';
 export { Line, SeriesStore, float64 } from './series';
-export { align, bucketize, ema } from './shape';
+export { align, BucketAccumulator, ema, gridFor } from './shape';
 export { fmtDuration, fmtNum, fmtX } from './format';
 export { Sparkline } from './sparkline';

@@ -43,7 +43,7 @@ export function emaInto(
 
 /** Per-bucket summary of a series: a line through the means, a band min..max. */
 export interface IBuckets {
-  /** Bucket centres (shared by every series bucketed over the same range and count). */
+  /** Bucket centres (shared by every series bucketed on the same grid). */
   x: Float64Array;
   /** Mean of `line` (raw or smoothed values) per bucket. */
   mid: Float64Array;
@@ -57,92 +57,6 @@ export interface IBuckets {
   bad: Uint32Array;
   /** The most points any bucket holds (1: the series is sparser than the buckets). */
   maxCount: number;
-}
-
-/** Centres of `buckets` equal parts of [x0, x1] (share one array between series). */
-export function bucketCentres(x0: number, x1: number, buckets: number): Float64Array {
-  const x = new Float64Array(buckets);
-  const width = (x1 - x0 || 1) / buckets;
-  for (let b = 0; b < buckets; b++) {
-    x[b] = x0 + (b + 0.5) * width;
-  }
-  return x;
-}
-
-/**
- * Split [x0, x1] into `buckets` equal parts and summarise the points of each: the mean of
- * `line` (raw or smoothed values) and the min and max of `raw`, so a spike stays visible
- * however many points share a pixel. Non-finite values are left out.
- */
-export function bucketize(
-  xs: ArrayLike<number>,
-  raw: ArrayLike<number>,
-  line: ArrayLike<number>,
-  n: number,
-  x0: number,
-  x1: number,
-  buckets: number,
-  centres?: Float64Array,
-  reuse?: IBuckets
-): IBuckets {
-  // A live chart rebuckets on every refresh: reuse the last arrays (no garbage per frame).
-  const same = reuse !== undefined && reuse.count.length === buckets;
-  const count = same ? reuse.count.fill(0) : new Uint32Array(buckets);
-  const bad = same ? reuse.bad.fill(0) : new Uint32Array(buckets);
-  const sum = same ? reuse.mid.fill(0) : new Float64Array(buckets);
-  const rawSum = same ? reuse.rawMid.fill(0) : new Float64Array(buckets);
-  const lo = (same ? reuse.lo : new Float64Array(buckets)).fill(Infinity);
-  const hi = (same ? reuse.hi : new Float64Array(buckets)).fill(-Infinity);
-  const span = x1 - x0 || 1;
-  const scale = buckets / span;
-  // Kept to the fewest operations per point: a chart's first render runs this before
-  // the JIT has warmed up. `v - v !== 0` is true for NaN and +-inf alike.
-  const last = buckets - 1;
-  for (let i = 0; i < n; i++) {
-    const d = xs[i] - x0;
-    if (d < 0) {
-      continue;
-    }
-    let b = Math.floor(d * scale);
-    if (b > last) {
-      if (b > buckets) {
-        continue;
-      }
-      b = last; // x1 itself belongs to the last bucket
-    }
-    const r = raw[i];
-    const v = raw === line ? r : line[i];
-    if (r - r !== 0 || v - v !== 0) {
-      bad[b]++;
-      continue;
-    }
-    count[b]++;
-    sum[b] += v;
-    rawSum[b] += r;
-    if (r < lo[b]) {
-      lo[b] = r;
-    }
-    if (r > hi[b]) {
-      hi[b] = r;
-    }
-  }
-  const x = centres ?? bucketCentres(x0, x1, buckets);
-  // The sums become the means in place.
-  const mid = sum;
-  const rawMid = rawSum;
-  let maxCount = 0;
-  for (let b = 0; b < buckets; b++) {
-    if (count[b] === 0) {
-      mid[b] = rawMid[b] = lo[b] = hi[b] = NaN;
-    } else {
-      mid[b] = sum[b] / count[b];
-      rawMid[b] = rawSum[b] / count[b];
-      if (count[b] > maxCount) {
-        maxCount = count[b];
-      }
-    }
-  }
-  return { x, mid, rawMid, lo, hi, count, bad, maxCount };
 }
 
 /** uPlot's value for "no point at this x" (bridged) and "a gap here" (not joined). */
@@ -160,15 +74,21 @@ export interface IPart {
   bad?: Uint32Array;
 }
 
-function sameX(a: IPart, b: IPart): boolean {
-  if (a.x === b.x && a.n === b.n) {
-    return true;
-  }
-  if (a.n !== b.n) {
+/** Whether two sorted x columns are the same points (the same array, or equal values). */
+export function sameX(
+  ax: ArrayLike<number>,
+  an: number,
+  bx: ArrayLike<number>,
+  bn: number
+): boolean {
+  if (an !== bn) {
     return false;
   }
-  for (let i = 0; i < a.n; i++) {
-    if (a.x[i] !== b.x[i]) {
+  if (ax === bx) {
+    return true;
+  }
+  for (let i = 0; i < an; i++) {
+    if (ax[i] !== bx[i]) {
       return false;
     }
   }
@@ -188,7 +108,7 @@ export function align(parts: IPart[], logY = false): Cell[][] {
   if (parts.length === 0) {
     return [[]];
   }
-  const shared = parts.every(p => sameX(parts[0], p));
+  const shared = parts.every(p => sameX(parts[0].x, parts[0].n, p.x, p.n));
   if (shared) {
     const n = parts[0].n;
     const x = Array.from({ length: n }, (_, i) => parts[0].x[i]);

@@ -29,11 +29,10 @@ export class Sparkline {
       return;
     }
     const data: uPlot.AlignedData = [ys.map((_, i) => i), ys];
-    if (this._plot && this._plot.data[0].length === ys.length) {
-      this._plot.setData(data);
+    if (this._plot) {
+      this._plot.setData(data); // a longer run: same plot, new points (no rebuild)
       return;
     }
-    this._destroy();
     this._plot = new uPlot(
       {
         width: WIDTH,
