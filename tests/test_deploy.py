@@ -310,8 +310,12 @@ def test_refusals_say_what_would_be_right(ws):
         jupyter_ext.deploy(bare, example=torch.randn(2, 3), name="a b/c")
     with pytest.raises(ValueError, match="port applies to target='local'"):
         jupyter_ext.deploy(bare, "bundle", example=torch.randn(2, 3), port=9000)
-    with pytest.raises(ValueError, match="LitServe options: add engine='litserve'"):
-        jupyter_ext.deploy(bare, example=torch.randn(2, 3), max_batch_size=8)
+    with pytest.raises(ValueError, match="workers is a LitServe option: add engine='litserve'"):
+        jupyter_ext.deploy(bare, example=torch.randn(2, 3), workers=2)
+    with pytest.raises(ValueError, match=r"give max_batch_size > 1 too"):
+        jupyter_ext.deploy(bare, example=torch.randn(2, 3), batch_timeout_ms=5)
+    with pytest.raises(ValueError, match=r"batch_timeout_ms must be from 0 to 1000"):
+        jupyter_ext.deploy(bare, example=torch.randn(2, 3), max_batch_size=8, batch_timeout_ms=-1)
     with pytest.raises(ValueError, match="litserve engine binds only"):
         jupyter_ext.deploy(bare, example=torch.randn(2, 3), engine="litserve", host="10.1.2.3")
     with pytest.raises(ValueError, match="one tensor input"):
@@ -494,7 +498,7 @@ def test_litserve_engine_serves_the_same_protocol_and_stops_by_group(ws):
     model = MLP()
     dep = jupyter_ext.deploy(
         model, name="lit", format="onnx", engine="litserve", max_batch_size=4,
-        batch_timeout=0.01, api_key="k2", verbose=False,
+        batch_timeout_ms=10, api_key="k2", verbose=False,
     )  # fmt: skip
     assert dep.engine == "litserve" and dep.status == "running"
     assert httpx.post(f"{dep.url}/predict", json={"inputs": [[0.0] * 13]}).status_code == 401

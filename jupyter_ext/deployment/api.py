@@ -48,7 +48,7 @@ def deploy(
     api_key: str | None = None,
     workers: int = 1,
     max_batch_size: int = 1,
-    batch_timeout: float = 0.0,
+    batch_timeout_ms: float = 0.0,
     threads: int | None = None,
     device: str = "cpu",
     max_body_mb: float = 16.0,
@@ -66,8 +66,10 @@ def deploy(
     its port when none is given). A host that is not loopback without ``api_key`` gets a
     generated key, printed once. ``threads``: intra-op threads of the model runtime in the
     server (default: the runtime's choice). ``device``: where the server runs the model
-    (``cpu``, ``cuda``, ``cuda:N``). ``workers``, ``max_batch_size`` and
-    ``batch_timeout`` are LitServe's (``engine='litserve'``). Raises ``DeployError`` saying
+    (``cpu``, ``cuda``, ``cuda:N``). ``max_batch_size`` > 1 turns on dynamic batching:
+    concurrent requests are stacked into one forward pass of at most that many rows, a
+    request waiting at most ``batch_timeout_ms`` for others (0: only those already
+    queued). ``workers`` is LitServe's (``engine='litserve'``). Raises ``DeployError`` saying
     what failed (the server's log included) when the deployment could not be made.
 
     Example::
@@ -80,7 +82,7 @@ def deploy(
     options = ServeOptions(
         engine=engine, host=host, port=port, out=Path(out) if out is not None else None,
         api_key=api_key, workers=workers, max_batch_size=max_batch_size,
-        batch_timeout=batch_timeout, threads=threads, device=device, max_body_mb=max_body_mb,
+        batch_timeout_ms=batch_timeout_ms, threads=threads, device=device, max_body_mb=max_body_mb,
         timeout=timeout,
     )  # fmt: skip
     _check_options(options, format, tolerance)
@@ -117,15 +119,17 @@ def _check_options(options: ServeOptions, fmt: str, tolerance: float) -> None:
         raise ValueError(f"host must be an address such as 127.0.0.1; got {host!r}")
     if options.workers < 1 or options.max_batch_size < 1:
         raise ValueError("workers and max_batch_size must be at least 1")
-    if options.batch_timeout < 0:
-        raise ValueError(f"batch_timeout must be >= 0 seconds; got {options.batch_timeout}")
-    if options.engine == "fastapi" and (
-        options.workers != 1 or options.max_batch_size != 1 or options.batch_timeout
-    ):
+    if not 0 <= options.batch_timeout_ms <= 1000:
         raise ValueError(
-            "workers, max_batch_size and batch_timeout are LitServe options: add "
-            "engine='litserve' (--engine litserve)"
+            f"batch_timeout_ms must be from 0 to 1000 milliseconds; got {options.batch_timeout_ms}"
         )
+    if options.batch_timeout_ms and options.max_batch_size == 1:
+        raise ValueError(
+            "batch_timeout_ms applies to dynamic batching: give max_batch_size > 1 too "
+            "(--max-batch-size 16 --batch-timeout-ms 2)"
+        )
+    if options.engine == "fastapi" and options.workers != 1:
+        raise ValueError("workers is a LitServe option: add engine='litserve' (--engine litserve)")
     if options.threads is not None and options.threads < 1:
         raise ValueError(f"threads must be at least 1; got {options.threads}")
     if not tolerance > 0:

@@ -89,8 +89,19 @@ def build_parser(
     p.add_argument("--fd", type=int, help="serve on this already-bound socket instead")
     p.add_argument("--engine", choices=ENGINES, default=default_engine)
     p.add_argument("--workers", type=int, default=1, help="LitServe workers per device")
-    p.add_argument("--max-batch-size", type=int, default=1, help="LitServe request batching")
-    p.add_argument("--batch-timeout", type=float, default=0.0, help="LitServe batch wait (s)")
+    p.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=1,
+        help="dynamic batching: stack up to N concurrent rows into one forward pass (1: off)",
+    )
+    p.add_argument(
+        "--batch-timeout-ms",
+        type=float,
+        default=0.0,
+        help="dynamic batching: how long a request may wait for others (default 0: only "
+        "those already queued)",
+    )
     p.add_argument("--max-body-mb", type=float, default=16.0, help="request body limit (MiB)")
     p.add_argument(
         "--device", default="cpu", help="cpu, cuda or cuda:N (LitServe: cuda uses every GPU)"
@@ -142,7 +153,7 @@ def main(
             max_body_bytes=max_body,
             workers=args.workers,
             max_batch_size=args.max_batch_size,
-            batch_timeout=args.batch_timeout,
+            batch_timeout=args.batch_timeout_ms / 1000,
             threads=args.threads,
             accelerator="cuda" if args.device.startswith("cuda") else "cpu",
             log_level=args.log_level,

@@ -19,8 +19,16 @@ _REFUSALS: tuple[type[BaseException], ...] = (ValueError, TypeError, LookupError
 _SERVING: dict[str, dict[str, Any]] = {
     "--engine": {"choices": ["fastapi", "litserve"], "default": "fastapi"},
     "--workers": {"type": int, "default": 1, "help": "litserve: workers per device"},
-    "--max-batch-size": {"type": int, "default": 1, "help": "litserve: request batching"},
-    "--batch-timeout": {"type": float, "default": 0.0, "help": "litserve: batch wait (s)"},
+    "--max-batch-size": {
+        "type": int,
+        "default": 1,
+        "help": "dynamic batching: stack up to N concurrent rows into one forward pass",
+    },
+    "--batch-timeout-ms": {
+        "type": float,
+        "default": 0.0,
+        "help": "dynamic batching: how long a request may wait for others (ms)",
+    },
     "--threads": {"type": int, "help": "intra-op threads of the model runtime"},
     "--device": {"default": "cpu", "help": "where the server runs the model: cpu, cuda:N"},
     "--host": {"default": "127.0.0.1", "help": "local: address to bind"},

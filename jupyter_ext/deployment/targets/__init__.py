@@ -42,7 +42,7 @@ class ServeOptions:
     api_key: str | None = None
     workers: int = 1
     max_batch_size: int = 1
-    batch_timeout: float = 0.0
+    batch_timeout_ms: float = 0.0
     threads: int | None = None
     device: str = "cpu"
     max_body_mb: float = 16.0
@@ -62,8 +62,10 @@ class ServeOptions:
         if self.device != "cpu":
             args += ["--device", self.device]
         if self.engine == "litserve":
-            args += ["--workers", str(self.workers), "--max-batch-size", str(self.max_batch_size)]
-            args += ["--batch-timeout", str(self.batch_timeout)]
+            args += ["--workers", str(self.workers)]
+        if self.max_batch_size > 1:
+            args += ["--max-batch-size", str(self.max_batch_size)]
+            args += ["--batch-timeout-ms", str(self.batch_timeout_ms)]
         return args
 
 
