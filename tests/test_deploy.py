@@ -91,7 +91,8 @@ def test_auto_deploy_serves_with_parity(served):
     # auto measured the formats that passed and says why it took this one
     assert dep.format in ("onnx", "pickle", "pt2")
     assert dep.reason.startswith(f"auto: {dep.format} is the fastest format passing parity")
-    assert set(dep.info["timings_us"]) == {"onnx", "pickle", "pt2"}
+    # pt2 is tried only when pickle is not usable: it never beat eager torch here
+    assert set(dep.info["timings_us"]) == {"onnx", "pickle"} and "pt2" in dep.info["skipped"]
     assert dep.max_abs_diff < 1e-5 and dep.info["healthy_s"] > 0
     x = np.random.default_rng(1).standard_normal((5, 13)).astype(np.float32)
     out_t = dep.predict(torch.from_numpy(x))

@@ -10,19 +10,20 @@ it through :func:`.records.current`.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from .client import Deployment
-from .export import CHOICES, as_example, cpu_eval_model, export_model
+from .export import CACHE_DIR, CHOICES, as_example, cpu_eval_model, export_model
 from .protocol import hash_key
 from .records import current, current_all
 from .server import ENGINES
 from .targets import DeployJob, DeployTarget, ServeOptions, get_target, target_names
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .export import ExportResult
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -78,6 +79,7 @@ def deploy(
         >>> dep.predict(torch.randn(2, 13))  # doctest: +SKIP
         >>> jupyter_ext.deploy(model, "bundle", out="mlp_bundle")  # doctest: +SKIP
     """
+    started = time.perf_counter()
     chosen = get_target(target)
     options = ServeOptions(
         engine=engine, host=host, port=port, out=Path(out) if out is not None else None,
@@ -93,8 +95,11 @@ def deploy(
     name = _check_name(name or run_name or type(model).__name__.lower())
     was_training = model.training
     try:
-        job = _job(chosen, name, options, cpu_eval_model(model), x, run_id, tolerance, verbose)
+        job = _job(
+            chosen, name, options, cpu_eval_model(model), x, run_id, tolerance, verbose, started
+        )
         chosen.prepare(job)
+        job.timings["prepare"] = time.perf_counter() - started
         result = _export(chosen, job, format)
         outcome = chosen.deploy(job, result)
     finally:
@@ -205,6 +210,7 @@ def _job(
     run_id: str | None,
     tolerance: float,
     verbose: bool,
+    started: float,
 ) -> DeployJob:
     """Everything the target is handed, with the API key the deployment will require."""
     from ..config import get_config
@@ -215,19 +221,26 @@ def _job(
     return DeployJob(
         name=name, options=options, store=open_store(home), home=home, model=served,
         example=x, run_id=run_id, api_key=key, generated_key=generated, tolerance=tolerance,
-        verbose=verbose,
+        verbose=verbose, started=started,
     )  # fmt: skip
 
 
 def _export(target: DeployTarget, job: DeployJob, fmt: str) -> ExportResult:
-    """Export the model where the target wants the artifact, and say what was chosen."""
+    """Export the model where the target wants the artifact (or reuse the workspace's
+    export of the same weights), and say what was chosen."""
     result = export_model(
         job.model, job.example, target.artifact_dir(job), name=job.name, fmt=fmt,
         tolerance=job.tolerance, api_key_hash=hash_key(job.api_key) if job.api_key else None,
-        extra={"run_id": job.run_id},
+        extra={"run_id": job.run_id}, cache=job.home / CACHE_DIR,
     )  # fmt: skip
+    job.timings.update(result.steps)
     # progress only: the returned Deployment's card says why this format, and the parity
-    job.say(f"Exported {job.name} as {result.format} in {result.export_s:.1f} s.")
+    if "export" in result.skipped:
+        job.say(f"{job.name}: {result.skipped['export']} ({result.export_s:.1f} s).")
+    else:
+        job.say(f"Exported {job.name} as {result.format} in {result.export_s:.1f} s.")
+    if "reuse" in result.skipped:
+        job.say(f"{job.name}: {result.skipped['reuse']}.")
     return result
 
 
@@ -242,6 +255,8 @@ def deployments(status: str | None = None, target: str | None = None) -> pd.Data
         >>> jupyter_ext.deployments()[["name", "status", "url"]]  # doctest: +SKIP
         >>> jupyter_ext.deployments(status="running")  # doctest: +SKIP
     """
+    import pandas as pd  # here, not at import: deploy() does not need it (0.25 s)
+
     from ..config import get_config
     from ..store import open_store
 

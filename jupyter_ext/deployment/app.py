@@ -1,36 +1,203 @@
 """The default serving engine: one FastAPI app on uvicorn, one process.
 
-Routes: ``POST /predict`` and the Open Inference Protocol (KServe v2) REST endpoints. The
-handlers read the raw body and hand it to :mod:`.protocol` (not to FastAPI's body models:
-the protocol validates with messages that say what was expected, in ``{"error": ...}``,
-and it is the same code LitServe and bundles use). The model runs inline in the ``async``
-handler: for the small models this serves, a thread hop costs more than the predict itself.
+Routes: ``POST /predict`` and the Open Inference Protocol (KServe v2) REST endpoints.
+FastAPI routes, documents and answers everything; the two inference routes, which carry
+almost every request, are also answered by :class:`HotPath`, a plain ASGI layer in front of
+it that reads the body, validates it (:mod:`.protocol`, the code LitServe and bundles use
+too), runs the model and writes the response without Starlette's request and response
+objects, routing or middleware: on a small model those cost more than the model itself.
+JSON is parsed and written by orjson; uvicorn runs on uvloop and httptools.
+
+The model runs inline in the event loop (for the small models served here, a thread hop
+costs more than the predict), or, with dynamic batching on, in one worker thread fed by
+:class:`.batching.Batcher`.
 
 Health endpoints answer without an API key (container and load-balancer probes have none);
-everything else requires it when the server has one.
+everything else requires it when the server has one. No request body, however malformed,
+gets a 5xx: every refusal is a 4xx with ``{"error": ...}`` saying what would be right.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from . import protocol
+from .batching import Batcher
 from .protocol import ModelSpec, ProtocolError
 
 log = logging.getLogger("jupyter_ext.serving")
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+DEFAULT_BODY_TIMEOUT = 30.0
 SERVER_VERSION = "1"
+_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+_JSON = [(b"content-type", b"application/json")]
+
+# (status, body, headers) of a response
+Answer = tuple[int, bytes, dict[str, str]]
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its body arrived: nobody to answer."""
+
+
+class Inference:
+    """What the inference routes do, whichever layer received the request.
+
+    Example::
+
+        >>> inference = Inference(predictor, spec, key_hash=None)  # doctest: +SKIP
+        >>> status, body, headers = await inference.predict(headers.get, body)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], np.ndarray],
+        spec: ModelSpec,
+        *,
+        key_hash: str | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY,
+        body_timeout_s: float = DEFAULT_BODY_TIMEOUT,
+        max_batch_size: int = 1,
+        batch_timeout_ms: float = 0.0,
+        in_thread: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.key_hash = key_hash
+        self.max_body = max_body_bytes
+        self.watch = protocol.BodyWatch(body_timeout_s)
+        self.predict_fn = predict
+        self.batcher = (
+            Batcher(predict, max_batch_size, batch_timeout_ms, in_thread=in_thread)
+            if max_batch_size > 1
+            else None
+        )
+
+    def admit(self, header: Callable[[str], str | None], binary: bool) -> None:
+        """What can be refused before reading a byte of the body: key, type, size."""
+        protocol.check_api_key(header, self.key_hash)
+        protocol.check_content_type(header("content-type"), binary)
+        length = header("content-length")
+        if length and length.isdigit() and int(length) > self.max_body:
+            raise ProtocolError(413, f"the request body exceeds the limit of {self.max_body} bytes")
+
+    async def read(self, chunks: Any, header: Callable[[str], str | None]) -> bytes:
+        return await protocol.read_body(
+            chunks,
+            header("content-length"),
+            header("content-encoding"),
+            self.max_body,
+            self.watch,
+        )
+
+    async def run(self, x: np.ndarray) -> np.ndarray:
+        try:
+            if self.batcher is not None:
+                return await self.batcher(x)
+            return self.predict_fn(x)
+        except Exception as exc:
+            log.exception("the model failed on a batch of shape %s", list(x.shape))
+            raise ProtocolError(500, f"the model raised {type(exc).__name__}: {exc}") from None
+
+    async def predict(self, header: Callable[[str], str | None], body: bytes) -> Answer:
+        x, batched = protocol.parse_predict(body, self.spec)
+        content, headers = protocol.encode_predict(await self.run(x), batched)
+        return 200, content, headers
+
+    async def infer(self, header: Callable[[str], str | None], body: bytes) -> Answer:
+        req = protocol.parse_infer(body, header("inference-header-content-length"), self.spec)
+        content, headers = protocol.encode_infer(await self.run(req.array), req, self.spec)
+        return 200, content, headers
+
+
+class HotPath:
+    """ASGI layer answering ``POST /predict`` and v2 infer without Starlette's machinery;
+    every other request goes on to the FastAPI app.
+
+    Example::
+
+        >>> app = HotPath(fastapi_app, inference)  # doctest: +SKIP
+        >>> uvicorn.run(app, host="127.0.0.1", port=8080)  # doctest: +SKIP
+    """
+
+    def __init__(self, app: FastAPI, inference: Inference) -> None:
+        self.app = app
+        self.inference = inference
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)  # tests and tools reach the FastAPI app through it
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            if path == "/predict":
+                await self._answer(scope, receive, send, self.inference.predict, None)
+                return
+            m = _INFER.match(path)
+            if m is not None:
+                await self._answer(scope, receive, send, self.inference.infer, m)
+                return
+        await self.app(scope, receive, send)
+
+    async def _answer(
+        self,
+        scope: dict,
+        receive: Any,
+        send: Any,
+        handler: Callable[..., Awaitable[Answer]],
+        infer: re.Match | None,
+    ) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        header = headers.get
+        try:
+            self.inference.admit(header, binary=infer is not None)
+            if infer is not None:
+                protocol.check_model(self.inference.spec, infer.group(1), infer.group(2))
+            body = await self.inference.read(_chunks(receive), header)
+            status, content, extra = await handler(header, body)
+        except ClientGone:
+            log.info("%s %s: the client went away before its body arrived", "POST", scope["path"])
+            return
+        except ProtocolError as exc:
+            if exc.status < 500:
+                log.warning("%s POST %s: %s", exc.status, scope["path"], exc.message)
+            status, content, extra = exc.status, exc.body(), exc.headers
+        media = [] if "Content-Type" in extra else _JSON
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    *media,
+                    (b"content-length", str(len(content)).encode()),
+                    *((k.lower().encode(), v.encode()) for k, v in extra.items()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
+
+
+async def _chunks(receive: Any) -> Any:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        yield message.get("body", b"")
+        if not message.get("more_body"):
+            return
 
 
 def create_app(
@@ -39,21 +206,34 @@ def create_app(
     *,
     key_hash: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY,
-) -> FastAPI:
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT,
+    max_batch_size: int = 1,
+    batch_timeout_ms: float = 0.0,
+    batch_in_thread: bool = False,
+) -> HotPath:
     """Build the app serving ``predict`` (numpy batch -> numpy batch) under ``spec``.
+
+    ``max_batch_size`` > 1 stacks concurrent requests into one forward pass
+    (:mod:`.batching`; ``batch_in_thread``: run it in a worker thread, for models that
+    release the GIL for long, such as on a GPU); ``body_timeout_s`` bounds how long a body
+    may pause.
 
     Example::
 
         >>> app = create_app(lambda x: x * 2, spec)  # doctest: +SKIP
         >>> uvicorn.run(app, host="127.0.0.1", port=8080)  # doctest: +SKIP
     """
+    inference = Inference(
+        predict, spec, key_hash=key_hash, max_body_bytes=max_body_bytes,
+        body_timeout_s=body_timeout_s, max_batch_size=max_batch_size,
+        batch_timeout_ms=batch_timeout_ms, in_thread=batch_in_thread,
+    )  # fmt: skip
     app = _new_app(spec, key_hash)
     _add_error_handlers(app, spec)
-    # the hot routes first: a request is matched against the routes in order
-    _add_inference_routes(app, predict, spec, key_hash, max_body_bytes)
+    _add_inference_routes(app, inference)
     _add_health_routes(app)
     _add_metadata_routes(app, spec, key_hash)
-    return app
+    return HotPath(app, inference)
 
 
 def _new_app(spec: ModelSpec, key_hash: str | None) -> FastAPI:
@@ -95,46 +275,46 @@ def _add_error_handlers(app: FastAPI, spec: ModelSpec) -> None:
         return _error(422, str(exc.errors()))
 
 
-def _add_inference_routes(
-    app: FastAPI, predict: Any, spec: ModelSpec, key_hash: str | None, max_body_bytes: int
-) -> None:
-    """``POST /predict`` and the v2 infer endpoints: authenticate, read, validate, run."""
+def _body_doc(example: dict[str, Any]) -> dict[str, Any]:
+    # the routes read the raw body (no pydantic model): describe it for the docs page
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}, "example": example}},
+        }
+    }
 
-    async def body(request: Request) -> bytes:
-        # not FastAPI's max_body_size: past the limit it answers 413 in plain text, and
-        # clients of this protocol read {"error": ...}
-        headers = request.headers
-        return await protocol.read_body(
-            request.stream(),
-            headers.get("content-length"),
-            headers.get("content-encoding"),
-            max_body_bytes,
-        )
 
-    def run(x: Any) -> Any:
+def _add_inference_routes(app: FastAPI, inference: Inference) -> None:
+    """``POST /predict`` and the v2 infer endpoints, as FastAPI routes: what the docs show,
+    and what answers when the app is mounted without :class:`HotPath` in front."""
+    spec = inference.spec
+    row = [0.0] * max(1, int(np.prod([d for d in spec.input.shape[1:] if d > 0] or [1])))
+    infer_doc = {"inputs": [{**spec.input.to_json(), "shape": [1, len(row)], "data": row}]}
+
+    async def answer(request: Request, handler: Any, binary: bool) -> Response:
+        header = request.headers.get
+        inference.admit(header, binary)
         try:
-            return predict(x)
-        except Exception as exc:
-            log.exception("the model failed on a batch of shape %s", list(x.shape))
-            raise ProtocolError(500, f"the model raised {type(exc).__name__}: {exc}") from None
+            body = await inference.read(request.stream(), header)
+        except Exception as exc:  # starlette's ClientDisconnect: nobody to answer
+            if isinstance(exc, ProtocolError):
+                raise
+            raise ProtocolError(400, "the client disconnected before sending the body") from None
+        status, content, headers = await handler(header, body)
+        media = headers.pop("Content-Type", "application/json")
+        return Response(content, status_code=status, headers=headers, media_type=media)
 
-    @app.post("/predict")
+    @app.post("/predict", openapi_extra=_body_doc({"inputs": [row]}))
     async def predict_route(request: Request) -> Response:
-        protocol.check_api_key(request.headers.get, key_hash)
-        x, batched = protocol.parse_predict(await body(request), spec)
-        return Response(protocol.encode_predict(run(x), batched), media_type="application/json")
+        return await answer(request, inference.predict, binary=False)
 
-    @app.post("/v2/models/{name}/infer")
-    @app.post("/v2/models/{name}/versions/{version}/infer")
+    @app.post("/v2/models/{name}/infer", openapi_extra=_body_doc(infer_doc))
+    @app.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=_body_doc(infer_doc))
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
-        protocol.check_api_key(request.headers.get, key_hash)
+        protocol.check_api_key(request.headers.get, inference.key_hash)
         protocol.check_model(spec, name, version)
-        req = protocol.parse_infer(
-            await body(request), request.headers.get("inference-header-content-length"), spec
-        )
-        content, headers = protocol.encode_infer(run(req.array), req, spec)
-        media = headers.pop("Content-Type")
-        return Response(content, headers=headers, media_type=media)
+        return await answer(request, inference.infer, binary=True)
 
 
 def _add_health_routes(app: FastAPI) -> None:

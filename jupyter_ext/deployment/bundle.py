@@ -28,6 +28,7 @@ PORTABLE = (
     "spec.py",
     "protocol.py",
     "v2_infer.py",
+    "batching.py",
     "runtime.py",
     "app.py",
     "server.py",
@@ -120,7 +121,8 @@ unauthenticated. Send the key as `X-API-Key: KEY` (or `Authorization: Bearer KEY
 endpoints need none. The model is loaded only from this directory, and only if it matches the
 sha256 in `model/manifest.json`.
 
-Options: `python server.py --help` (engine, LitServe batching and workers, body size limit).
+Options: `python server.py --help` (engine, dynamic batching, LitServe workers, body size
+limit and timeout).
 """
 
 
@@ -137,9 +139,10 @@ def requirements(fmt: str, engine: str, model: Any) -> list[str]:
     Example::
 
         >>> requirements("onnx", "fastapi", model)  # doctest: +SKIP
-        ['numpy==2.4.6', 'fastapi==0.165.0', 'uvicorn[standard]==0.54.0', 'onnxruntime==1.32.0']
+        ['numpy==2.4.6', 'orjson==3.13.0', 'fastapi==0.165.0', 'uvicorn[standard]==0.54.0',
+         'onnxruntime==1.32.0']
     """
-    dists = ["numpy", "fastapi", "pydantic", "uvicorn"]  # pydantic: protocol's v2 models
+    dists = ["numpy", "orjson", "fastapi", "uvicorn"]
     if engine == "litserve":
         dists.append("litserve")
     if fmt == "onnx":

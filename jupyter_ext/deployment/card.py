@@ -154,6 +154,9 @@ def card_lines(record: DeploymentRecord) -> list[tuple[str, str]]:
         lines = [(record.status, f"at {record.url}" + (f" ({where})" if where else ""))]
     if info.get("reason"):
         lines.append(("format", format_reason(str(info["reason"]), record.format)))
+    export = export_line(info)
+    if export:
+        lines.append(("export", export))
     shape = info.get("example_shape")
     on = f" on the example {list(shape)}" if shape else ""
     if info.get("parity_max_abs_diff") is not None:
@@ -200,6 +203,36 @@ def format_reason(reason: str, fmt: str | None) -> str:
     if m:
         return f"{m.group(1)}: auto chose the {m.group(2)}"
     return reason if not fmt or reason.startswith(fmt) else f"{fmt}: {reason}"
+
+
+def export_line(info: dict[str, Any]) -> str | None:
+    """How the artifact was made: exported (and kept under its content hash), or reused
+    from an earlier deploy of the same weights; with the whole deploy's time.
+
+    Example::
+
+        >>> export_line({"export_s": 0.21, "content_key": "44a4571c0f89aa",
+        ...              "timings": {"total": 0.68}})
+        'exported in 0.21 s, kept for a redeploy of the same weights (content hash 44a4571c0f89); deploy 0.68 s'
+    """  # noqa: E501  (the line is one line on the card)
+    skipped = info.get("skipped") or {}
+    if "export" in skipped:
+        text = str(skipped["export"])
+    elif info.get("export_s") is not None:
+        text = f"exported in {info['export_s']:.2f} s"
+        if info.get("content_key"):
+            text += (
+                f", kept for a redeploy of the same weights (content hash "
+                f"{str(info['content_key'])[:12]})"
+            )
+        if "reuse" in skipped:
+            text += f" ({skipped['reuse']})"
+    else:
+        return None
+    total = (info.get("timings") or {}).get("total")
+    if total is not None:
+        text += f"; deploy {total:.2f} s"
+    return text
 
 
 def _spec(info: dict[str, Any]) -> ModelSpec | None:

@@ -89,8 +89,8 @@ class ProtocolLitAPI(ls.LitAPI):
     def encode_response(self, output: np.ndarray, context: dict) -> Response:
         oip = context.get("oip")
         if oip is None:
-            body = protocol.encode_predict(output, context["batched"])
-            return Response(body, media_type="application/json")
+            body, headers = protocol.encode_predict(output, context["batched"])
+            return Response(body, headers=headers, media_type="application/json")
         req = InferRequest(output, oip.get("id"), bool(oip.get("binary")))
         body, headers = protocol.encode_infer(output, req, self.model_spec)
         media = headers.pop("Content-Type")
@@ -101,12 +101,18 @@ class ProtocolGate:
     """ASGI middleware that enforces the protocol before LitServe sees a request."""
 
     def __init__(
-        self, app: Any, spec: ModelSpec, key_hash: str | None, max_body_bytes: int
+        self,
+        app: Any,
+        spec: ModelSpec,
+        key_hash: str | None,
+        max_body_bytes: int,
+        body_timeout_s: float = 30.0,
     ) -> None:
         self.app = app
         self.spec = spec
         self.key_hash = key_hash
         self.max_body = max_body_bytes
+        self.watch = protocol.BodyWatch(body_timeout_s)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -138,18 +144,20 @@ class ProtocolGate:
             doc = {"name": self.spec.name, "ready": True} if m.group(3) else self.spec.metadata()
             await _send_json(send, doc)
         elif path == "/predict" and method == "POST":
+            protocol.check_content_type(headers.get("content-type"), binary=False)
             body = await self._body(receive, headers)
             protocol.parse_predict(body, self.spec)  # validation only; the worker decodes
             await self.app(_rewrite(scope, "/predict", body), _replay(body, receive), send)
         elif m and m.group(3) == "/infer" and method == "POST":
             protocol.check_model(self.spec, m.group(1), m.group(2))
+            protocol.check_content_type(headers.get("content-type"), binary=True)
             body = await self._body(receive, headers)
             req = protocol.parse_infer(
                 body, headers.get("inference-header-content-length"), self.spec
             )
-            inner = json.dumps(
-                {"inputs": req.array.tolist(), "oip": {"id": req.id, "binary": req.binary_output}}
-            ).encode()
+            inner = protocol.encode_json(
+                {"inputs": req.array, "oip": {"id": req.id, "binary": req.binary_output}}
+            )
             await self.app(_rewrite(scope, "/predict", inner), _replay(inner, receive), send)
         else:
             await self.app(scope, receive, send)
@@ -169,6 +177,7 @@ class ProtocolGate:
             headers.get("content-length"),
             headers.get("content-encoding"),
             self.max_body,
+            self.watch,
         )
 
 
@@ -239,6 +248,7 @@ def serve(
     threads: int | None = None,
     accelerator: str = "cpu",
     log_level: str = "warning",
+    body_timeout_s: float = 30.0,
 ) -> None:
     """Serve the artifact in ``directory`` with LitServe until SIGTERM (blocks).
 
@@ -263,7 +273,12 @@ def serve(
         middlewares=[
             (
                 ProtocolGate,
-                {"spec": manifest.spec, "key_hash": key_hash, "max_body_bytes": max_body_bytes},
+                {
+                    "spec": manifest.spec,
+                    "key_hash": key_hash,
+                    "max_body_bytes": max_body_bytes,
+                    "body_timeout_s": body_timeout_s,
+                },
             )
         ],
     )

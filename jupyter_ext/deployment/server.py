@@ -104,6 +104,12 @@ def build_parser(
     )
     p.add_argument("--max-body-mb", type=float, default=16.0, help="request body limit (MiB)")
     p.add_argument(
+        "--body-timeout-s",
+        type=float,
+        default=30.0,
+        help="seconds a request body may pause between two reads (408 past it; default 30)",
+    )
+    p.add_argument(
         "--device", default="cpu", help="cpu, cuda or cuda:N (LitServe: cuda uses every GPU)"
     )
     p.add_argument("--threads", type=int, help="intra-op threads of the model runtime")
@@ -139,6 +145,10 @@ def main(
             flush=True,
         )
     max_body = int(args.max_body_mb * 1024 * 1024)
+    if args.max_batch_size < 1 or not 0 <= args.batch_timeout_ms <= 1000:
+        sys.exit("--max-batch-size must be >= 1 and --batch-timeout-ms from 0 to 1000")
+    if args.body_timeout_s <= 0:
+        sys.exit("--body-timeout-s must be positive")
     if args.engine == "litserve":
         from .litserve_engine import serve
 
@@ -154,6 +164,7 @@ def main(
             workers=args.workers,
             max_batch_size=args.max_batch_size,
             batch_timeout=args.batch_timeout_ms / 1000,
+            body_timeout_s=args.body_timeout_s,
             threads=args.threads,
             accelerator="cuda" if args.device.startswith("cuda") else "cpu",
             log_level=args.log_level,
@@ -168,7 +179,11 @@ def main(
     predictor = load_predictor(
         directory, trusted_root=trusted_root, device=args.device, threads=args.threads
     )
-    app = create_app(predictor, manifest.spec, key_hash=key_hash, max_body_bytes=max_body)
+    app = create_app(
+        predictor, manifest.spec, key_hash=key_hash, max_body_bytes=max_body,
+        body_timeout_s=args.body_timeout_s, max_batch_size=args.max_batch_size,
+        batch_timeout_ms=args.batch_timeout_ms, batch_in_thread=args.device != "cpu",
+    )  # fmt: skip
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -177,6 +192,10 @@ def main(
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=5,
+        # uvloop and httptools when installed (uvicorn[standard]; a bundle's requirements
+        # have them), else asyncio and h11: the same behaviour, a little slower
+        loop="auto",
+        http="auto",
     )
     server = uvicorn.Server(config)
     sockets = None

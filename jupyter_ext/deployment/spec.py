@@ -7,6 +7,7 @@ of the files a bundle's server carries.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -82,8 +83,9 @@ class TensorSpec:
     datatype: str
     shape: tuple[int, ...]
 
-    @property
+    @functools.cached_property
     def dtype(self) -> np.dtype:
+        # cached: every request reads it (a frozen dataclass still has a __dict__ for it)
         return np.dtype(DATATYPES[self.datatype])
 
     def shape_text(self, shape: tuple[int, ...] | None = None) -> str:

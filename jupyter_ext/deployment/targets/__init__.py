@@ -15,8 +15,9 @@ import functools
 import importlib
 import pkgutil
 import threading
+import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -75,7 +76,9 @@ class DeployJob:
 
     ``model`` is in eval mode on the CPU and ``example`` a CPU batch (what the export was
     checked on); ``api_key`` is the key to require (``generated_key``: made up by deploy
-    because the host is not loopback, and to be shown once).
+    because the host is not loopback, and to be shown once). ``started`` is when
+    ``deploy()`` was called (``time.perf_counter()``) and ``timings`` the seconds of the
+    steps so far, which the target adds its own to (see :func:`step_timings`).
     """
 
     name: str
@@ -89,6 +92,8 @@ class DeployJob:
     generated_key: bool = False
     tolerance: float = 1e-4
     verbose: bool = True
+    started: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def say(self, text: str) -> None:
         """Print a progress line unless the deploy is quiet.
@@ -168,15 +173,40 @@ def record_info(result: ExportResult, example: Any) -> dict[str, Any]:
         >>> record_info(result, torch.randn(4, 13))["example_shape"]  # doctest: +SKIP
         [4, 13]
     """
-    return {
+    info = {
         "reason": result.reason,
         "timings_us": result.timings_us,
         "failures": result.failures,
+        "skipped": result.skipped,
         "export_s": round(result.export_s, 3),
         "export_max_abs_diff": result.max_abs_diff,
         "example_shape": list(example.shape),
         "spec": result.spec.to_json(),
     }
+    if result.content_key is not None:
+        info["content_key"] = result.content_key
+    if result.reused_from is not None:
+        info["reused_from"] = result.reused_from
+    return info
+
+
+def step_timings(job: DeployJob, **more: float) -> dict[str, float]:
+    """The deploy's seconds per step, rounded, with ``total`` since ``deploy()`` was called
+    (``Deployment.info["timings"]``). The export's steps come first (``prepare``,
+    ``export``, ``parity``, ``choose``, ``cache``), then the target's (``local``:
+    ``retire``, ``start``, ``healthy``, ``http_parity``); ``other`` is what none of them
+    covers (the store's writes, ...).
+
+    Example::
+
+        >>> step_timings(job, healthy=0.41)["total"]  # doctest: +SKIP
+        0.93
+    """
+    steps = {**job.timings, **more}
+    total = time.perf_counter() - job.started
+    steps["other"] = max(total - sum(steps.values()), 0.0)
+    steps["total"] = total
+    return {k: round(v, 3) for k, v in steps.items()}
 
 
 class DeployTarget(ABC):

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..bundle import MARKER, write_bundle
 from ..export import DeployError
-from . import DeployJob, DeployOutcome, DeployTarget, Outcome, ServeOptions, get_target, record_info
+from . import (
+    DeployJob,
+    DeployOutcome,
+    DeployTarget,
+    Outcome,
+    ServeOptions,
+    get_target,
+    record_info,
+    step_timings,
+)
 
 if TYPE_CHECKING:
     from ...store import DeploymentRecord, Store
@@ -50,6 +60,7 @@ class Target(DeployTarget):
 
     def deploy(self, job: DeployJob, result: ExportResult) -> DeployOutcome:
         out = _out(job)
+        t0 = time.perf_counter()
         try:
             write_bundle(
                 out, result, engine=job.options.engine, model=job.model, example=job.example,
@@ -59,6 +70,7 @@ class Target(DeployTarget):
             return DeployOutcome(Outcome.FAILED, job.name, message=str(exc))
         finally:
             shutil.rmtree(result.directory, ignore_errors=True)
+        job.timings["bundle"] = time.perf_counter() - t0
         previous = job.store.get_deployment(job.name)
         if previous is not None and previous.target != self.name:
             # the name now means the bundle: what served it before stops
@@ -74,7 +86,11 @@ class Target(DeployTarget):
             path=str(out.resolve()),
             run_id=job.run_id,
             # the card's request examples send the key header when one is required
-            info={**record_info(result, job.example), "api_key_required": job.api_key is not None},
+            info={
+                **record_info(result, job.example),
+                "api_key_required": job.api_key is not None,
+                "timings": step_timings(job),
+            },
         )
         job.say(f"Bundle written to {out} (python server.py, or docker build).")
         return DeployOutcome(Outcome.BUILT, job.name, record)

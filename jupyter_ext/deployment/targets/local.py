@@ -22,7 +22,16 @@ from ...procs import process_alive, process_started
 from .. import local
 from ..export import DeployError, within
 from ..server import LITSERVE_HOSTS, is_loopback
-from . import DeployJob, DeployOutcome, DeployTarget, Outcome, ServeOptions, get_target, record_info
+from . import (
+    DeployJob,
+    DeployOutcome,
+    DeployTarget,
+    Outcome,
+    ServeOptions,
+    get_target,
+    record_info,
+    step_timings,
+)
 
 if TYPE_CHECKING:
     import subprocess
@@ -74,18 +83,22 @@ class Target(DeployTarget):
         return job.home / "deployments" / f"{job.name}-{uuid.uuid4().hex[:6]}"
 
     def deploy(self, job: DeployJob, result: ExportResult) -> DeployOutcome:
-        expected = _reference_output(job)
+        expected = result.reference if result.reference is not None else _reference_output(job)
         previous = job.store.get_deployment(job.name)
+        t0 = time.perf_counter()
         keep_port = self._retire(job, previous)
+        job.timings["retire"] = time.perf_counter() - t0
         sock, port = _claim_port(job.options, keep_port)
         try:
             record = _record_starting(job, result, port)
             if previous is not None and previous.path != record.path:
                 get_target(previous.target).discard(job.home, previous)
+            t0 = time.perf_counter()
             try:
                 proc = _spawn(job, record, sock)
             except OSError as exc:
                 return _failed(job, None, Outcome.FAILED, f"cannot start the server: {exc}")
+            job.timings["start"] = time.perf_counter() - t0
         finally:
             if sock is not None:
                 sock.close()  # the server holds its own copy now
@@ -208,7 +221,10 @@ def _check_served(
             job, proc, state, health.describe(), log_tail=health.log_tail,
             exit_code=health.exit_code,
         )  # fmt: skip
+    job.timings["healthy"] = health.seconds
+    t0 = time.perf_counter()
     served = _served_output(job, record)
+    job.timings["http_parity"] = time.perf_counter() - t0
     if isinstance(served, str):
         return _failed(job, proc, Outcome.FAILED, served)
     diff = float(np.max(np.abs(served.astype(np.float64) - expected.astype(np.float64))))
@@ -219,7 +235,9 @@ def _check_served(
             f"in-kernel model's by up to {diff:.3g} (tolerance {job.tolerance:g}); it was stopped",
         )  # fmt: skip
     info = dict(record.info or {})
-    info.update(parity_max_abs_diff=diff, healthy_s=round(health.seconds, 3))
+    info.update(
+        parity_max_abs_diff=diff, healthy_s=round(health.seconds, 3), timings=step_timings(job)
+    )
     job.store.update_deployment(job.name, status="running", info=info)
     record = job.store.get_deployment(job.name) or record
     return DeployOutcome(Outcome.STARTED, job.name, record)
