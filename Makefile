@@ -19,7 +19,7 @@ LABEXT_SOURCES := $(LABEXT)/package.json $(LABEXT)/tsconfig.json \
 	$(LABEXT)/install.json \
 	$(wildcard $(LABEXT)/src/*.ts $(LABEXT)/src/chart/*.ts $(LABEXT)/style/*.* $(LABEXT)/style/icons/*.svg $(LABEXT)/scripts/*.js)
 
-.PHONY: install test demo lab bench lint format clean
+.PHONY: install test demo lab bench bench-mlflow lint format clean
 
 install: .stamp-venv .stamp-chromium .stamp-labext-link
 
@@ -81,6 +81,16 @@ lab: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# mlflow for bench_serving's `mlflow models serve` row, apart from the venv (its many
+# dependencies must not move the venv's): pinned to the venv's versions, so the copies it
+# installs beside itself are the same; the benchmark puts it on its mlflow processes' path.
+bench-mlflow: .bench/mlflow
+.bench/mlflow: | .stamp-venv
+	mkdir -p .bench && rm -rf $@.tmp
+	$(BIN)/pip list --format=freeze --exclude-editable > .bench/constraints.txt
+	$(BIN)/pip install -q --target $@.tmp -c .bench/constraints.txt mlflow
+	mv $@.tmp $@
 
 lint: .stamp-venv
 	$(BIN)/ruff check .

@@ -73,7 +73,7 @@ CACHE_DIR = "export-cache"
 CACHE_MAX_BYTES = 2 << 30
 CACHE_MAX_ENTRIES = 32
 # bump when what an export contains changes: older entries then never match
-_CACHE_SCHEMA = 1
+_CACHE_SCHEMA = 2
 # a candidate whose first runs are all this many times slower than the best so far is
 # not timed further: it cannot win, and a slow one would eat the whole time budget
 _HOPELESS = 3.0
@@ -448,6 +448,12 @@ def export_model(
         steps["choose"] = time.perf_counter() - t0
         chosen = min(passed, key=lambda f: timings.get(f, 0.0))
         reason = _reason(fmt, chosen, timings, failures, skipped, example)
+        threads = None
+        if chosen == "onnx":
+            t0 = time.perf_counter()
+            threads, note = _onnx_threads(staging / "onnx", passed["onnx"][0], example)
+            steps["choose"] += time.perf_counter() - t0
+            reason += note
         diff = passed[chosen][1]
         manifest = _install(
             staging / chosen,
@@ -462,6 +468,7 @@ def export_model(
                 "failures": failures,
                 "skipped": skipped,
                 "exporter": writer.exporters.get(chosen),
+                "threads": threads,
                 **(extra or {}),
             },
         )
@@ -645,6 +652,26 @@ def _time_candidates(passed: dict[str, tuple[Any, float]], example: Any) -> dict
         limit = None if best is None else best * _HOPELESS
         timings[f] = round(_time_us(predictor, x_np, give_up_above_us=limit), 1)
     return timings
+
+
+def _onnx_threads(directory: Path, default: Any, example: Any) -> tuple[int | None, str]:
+    """``(threads, note)``: 1 when onnxruntime is faster on one intra-op thread than on its
+    default pool for this model (small models: waking the pool's threads costs more than
+    they add), else None (the runtime's default); the note says so for the reason.
+
+    The server uses it unless ``--threads`` is given.
+    """
+    single = load_predictor(directory, trusted_root=directory, threads=1)
+    one = example[:1].numpy()
+    x = example.numpy()
+    pooled_us = _time_us(default, one, budget_s=0.05) + _time_us(default, x, budget_s=0.05)
+    single_us = _time_us(single, one, budget_s=0.05) + _time_us(single, x, budget_s=0.05)
+    if single_us < 0.9 * pooled_us:
+        return 1, (
+            f"; onnxruntime on 1 thread (batch 1 + batch {len(x)}: {single_us:.0f} us, "
+            f"against {pooled_us:.0f} us on its default thread pool)"
+        )
+    return None, ""
 
 
 def _reason(

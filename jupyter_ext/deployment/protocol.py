@@ -344,7 +344,7 @@ def check_values(arr: np.ndarray, spec: TensorSpec, what: str) -> np.ndarray:
                 f"{what} has a value outside the range of {spec.datatype} ({info.min}..{info.max})",
             )
     out = arr.astype(want, copy=False)
-    if want.kind == "f" and not np.isfinite(out).all():
+    if want.kind == "f" and not all_finite(out):
         bad = int(np.flatnonzero(~np.isfinite(out.ravel()))[0])
         raise ProtocolError(
             422,
@@ -424,14 +424,23 @@ def parse_predict(body: bytes, spec: ModelSpec) -> tuple[np.ndarray, bool]:
     return check_shape(arr, spec.input, '"inputs"', allow_single=True)
 
 
+def all_finite(arr: np.ndarray) -> bool:
+    """Whether every value of a float array is finite.
+
+    Example::
+
+        >>> all_finite(np.array([1.0, 2.0])), all_finite(np.array([1.0, np.nan]))
+        (True, False)
+    """
+    return bool(np.isfinite(arr).all())
+
+
 def _json_ready(out: np.ndarray) -> tuple[Any, dict[str, str]]:
     """The array as orjson writes it, and the header counting its non-finite values."""
     out = np.ascontiguousarray(out)  # orjson serializes C-contiguous arrays only
     headers: dict[str, str] = {}
-    if out.dtype.kind == "f":
-        finite = np.isfinite(out)
-        if not finite.all():
-            headers[NONFINITE_HEADER] = str(int(finite.size - np.count_nonzero(finite)))
+    if out.dtype.kind == "f" and not all_finite(out):
+        headers[NONFINITE_HEADER] = str(int(out.size - np.count_nonzero(np.isfinite(out))))
     if out.ndim == 0:
         return out.item(), headers  # orjson takes arrays, not numpy scalars
     return out, headers

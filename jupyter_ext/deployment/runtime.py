@@ -175,8 +175,10 @@ def load_predictor(
     """Load the artifact in ``directory`` (checked against its manifest) as a predictor.
 
     ``trusted_root``: pickled artifacts are refused unless ``directory`` lies inside it.
-    ``spin``: let onnxruntime's idle threads spin-wait (a little lower latency for one
-    client at a time, much lower throughput when requests run concurrently).
+    ``threads``: intra-op threads (default: for onnx, what the export measured as faster and
+    recorded in the manifest, else the runtime's default). ``spin``: let onnxruntime's idle
+    threads spin-wait (a little lower latency for one client at a time, much lower
+    throughput when requests run concurrently).
 
     Example::
 
@@ -205,6 +207,8 @@ def load_predictor(
             f"{manifest.sha256[:12]}...): the artifact was changed after export"
         )
     if manifest.format == "onnx":
+        if threads is None and device == "cpu":
+            threads = manifest.extra.get("threads")  # what the export measured as faster
         run = _onnx_runner(path, manifest.spec, device, threads, spin)
     elif manifest.format == "pt2":
         import torch
