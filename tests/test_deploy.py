@@ -130,6 +130,16 @@ def test_tritonclient_health_metadata_and_infer(served):
         result = client.infer("mlp", [inp], outputs=[out], request_id="req-7")
         np.testing.assert_allclose(result.as_numpy("output"), eager(model, x), atol=1e-5)
         assert result.get_response()["id"] == "req-7"
+    # a large tensor as binary both ways, and each mix of binary and JSON
+    big = np.random.default_rng(4).standard_normal((4096, 13)).astype(np.float32)
+    for binary_in, binary_out in ((True, True), (True, False), (False, True)):
+        big_in = triton.InferInput("input", list(big.shape), "FP32")
+        big_in.set_data_from_numpy(big, binary_data=binary_in)
+        big_out = triton.InferRequestedOutput("output", binary_data=binary_out)
+        result = client.infer("mlp", [big_in], outputs=[big_out])
+        np.testing.assert_allclose(result.as_numpy("output"), eager(model, big), atol=1e-5)
+        sent_binary = "binary_data_size" in str(result.get_response().get("outputs"))
+        assert sent_binary == binary_out
     # compressed request and response, and the versioned path
     result = client.infer(
         "mlp",
