@@ -19,7 +19,7 @@ LABEXT_SOURCES := $(LABEXT)/package.json $(LABEXT)/tsconfig.json \
 	$(LABEXT)/install.json \
 	$(wildcard $(LABEXT)/src/*.ts $(LABEXT)/src/chart/*.ts $(LABEXT)/style/*.* $(LABEXT)/style/icons/*.svg $(LABEXT)/scripts/*.js)
 
-.PHONY: install test demo lab bench bench-mlflow lint format clean
+.PHONY: install test demo lab bench bench-mlflow lint format clean cluster cluster-stop
 
 install: .stamp-venv .stamp-chromium .stamp-labext-link
 
@@ -91,6 +91,17 @@ bench-mlflow: .bench/mlflow
 	$(BIN)/pip list --format=freeze --exclude-editable > .bench/constraints.txt
 	$(BIN)/pip install -q --target $@.tmp -c .bench/constraints.txt mlflow
 	mv $@.tmp $@
+
+# A local Ray head for trying %cluster: dashboard on 127.0.0.1:8265, Ray Client on 10001,
+# its own temp dir (.ray/), started in a session of its own and stopped by its process
+# group, so `make cluster-stop` ends exactly this head (never `ray stop`, which ends every
+# Ray on the machine). RAY_AUTH_MODE=token make cluster keeps Ray's token authentication on.
+RAY_TEMP ?= .ray
+cluster: .stamp-venv
+	$(BIN)/python -m jupyter_ext.cluster.head start --temp-dir $(RAY_TEMP) --dashboard-port 8265 --client-port 10001
+
+cluster-stop:
+	$(BIN)/python -m jupyter_ext.cluster.head stop --temp-dir $(RAY_TEMP)
 
 lint: .stamp-venv
 	$(BIN)/ruff check .

@@ -40,6 +40,7 @@ _LAZY = {
     "selection": "selector",
     "summary": "comparison",
     "train": "training.run",
+    "use_cluster": "cluster.selection",
 }
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "summary",
     "train",
     "unload_ipython_extension",
+    "use_cluster",
 ]
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from .procs import process_alive
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_MS = 60_000
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "stopped", "lost")
@@ -78,7 +78,8 @@ CREATE TABLE IF NOT EXISTS runs (
     steps_per_s REAL,
     samples_per_s REAL,
     error_info TEXT,
-    notices TEXT
+    notices TEXT,
+    cluster TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_name ON runs(name, created);
 CREATE INDEX IF NOT EXISTS runs_experiment ON runs(experiment, created);
@@ -126,7 +127,7 @@ _V3_COLUMNS = (
     ("error_info", "TEXT"),
     ("notices", "TEXT"),
 )
-_JSON_COLUMNS = {"hparams", "trainer_args", "devices", "info", "error_info", "notices"}
+_JSON_COLUMNS = {"hparams", "trainer_args", "devices", "info", "error_info", "notices", "cluster"}
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,8 @@ class RunRecord:
     samples_per_s: float | None = None
     error_info: dict[str, Any] | None = None
     notices: list[dict[str, Any]] | None = None
+    #: a cluster run's addresses, job and channel (:mod:`jupyter_ext.cluster`); None: local
+    cluster: dict[str, Any] | None = None
 
     @property
     def active(self) -> bool:
@@ -346,6 +349,10 @@ class Store:
                     # warnings as notices (older rows keep NULL: the views fall back)
                     for column, kind in _V3_COLUMNS:
                         c.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+                if 1 <= version <= 3:
+                    # v4: where a cluster run lives (its cluster's addresses, the job and
+                    # the channel the workspace's sync drains); NULL for local runs
+                    c.execute("ALTER TABLE runs ADD COLUMN cluster TEXT")
                 c.execute("CREATE INDEX IF NOT EXISTS runs_updated ON runs(updated)")
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -503,8 +510,8 @@ class Store:
         candidates = runs if runs is not None else self.list_runs(status=ACTIVE)
         lost = []
         for r in candidates:
-            if r.status not in ACTIVE:
-                continue
+            if r.status not in ACTIVE or r.cluster:
+                continue  # a cluster run's liveness is its Ray job's: the cluster sync's call
             local = r.host == host and bool(r.pid)
             dead_pid = local and not process_alive(r.pid, r.pid_started)
             silent = now - (r.heartbeat or r.created)

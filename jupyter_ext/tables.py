@@ -39,6 +39,8 @@ STATUS_COLOURS: dict[str, str] = {
     "lost": "#8250df",
     "replaced": "#6e7781",
     "removed": "#6e7781",
+    "alive": "#1a7f37",  # cluster nodes
+    "dead": "#cf222e",
 }
 _GREY = "#6e7781"
 _BEST_STYLE = "font-weight:600;background:rgba(26,127,55,0.16);"

@@ -15,6 +15,8 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytest_plugins = ["ray_cluster"]  # the session's local Ray head (fixture ray_head)
+
 
 def pytest_collection_modifyitems(config, items):
     import torch

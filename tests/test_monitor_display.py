@@ -280,7 +280,14 @@ def test_an_old_workspace_gains_the_new_columns(tmp_path):
     path = tmp_path / "store.sqlite"
     Store(path).close()
     with sqlite3.connect(path) as c:  # take the v3 columns away again: a v2 store
-        for col in ("total_epochs", "steps_per_s", "samples_per_s", "error_info", "notices"):
+        for col in (
+            "total_epochs",
+            "steps_per_s",
+            "samples_per_s",
+            "error_info",
+            "notices",
+            "cluster",
+        ):
             c.execute(f"ALTER TABLE runs DROP COLUMN {col}")
         c.execute("INSERT INTO runs (id, name, status, created) VALUES ('a', 'old', 'failed', 1)")
         c.execute("PRAGMA user_version=2")
@@ -290,7 +297,8 @@ def test_an_old_workspace_gains_the_new_columns(tmp_path):
     store.update_run("a", notices=[{"kind": "lightning", "text": "x"}], steps_per_s=1.5)
     assert store.get_run("a").notices == [{"kind": "lightning", "text": "x"}]
     store.close()
-    assert Store(path).get_run("a").steps_per_s == 1.5  # and it opens again as v3
+    assert Store(path).get_run("a").steps_per_s == 1.5  # and it opens again as v4
+    assert Store(path).get_run("a").cluster is None
 
 
 def test_monitor_x_axis_follows_the_charts_toolbar(workspace):

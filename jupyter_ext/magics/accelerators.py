@@ -10,6 +10,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
 from .. import selector as sel_mod
+from ..cluster.address import ClusterUnreachable
+from ..cluster.selection import current_cluster_info
 from ..devices import accelerators as list_accelerators
 from ..display import in_kernel
 from ._args import parse
@@ -29,9 +31,24 @@ class AcceleratorMagics(Magics):
 
         Without --list (in a notebook): a panel with the live device table and controls
         that set the selection for the next runs. With --list, or without a widget front
-        end: the table as a pandas DataFrame.
+        end: the table as a pandas DataFrame. With a Ray cluster selected (%cluster): the
+        cluster's nodes with their CPUs, GPUs and memory instead (--list: one row a node).
         """
         args = parse(self.accelerators, line)
+        try:
+            cluster = current_cluster_info()
+        except ClusterUnreachable as exc:
+            raise UsageError(str(exc)) from None
+        if cluster is not None:
+            # Runs go to that cluster (%cluster): its devices are the ones they can use.
+            if args.list:
+                return cluster.frame()
+            print(
+                "This kernel's runs go to a Ray cluster: these are its devices "
+                "(%cluster local goes back to this machine's)."
+            )
+            display(cluster)
+            return None
         if args.list or not in_kernel():
             return list_accelerators()
         from ..widgets.accelerators import AcceleratorsPanel

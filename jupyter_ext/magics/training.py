@@ -58,6 +58,11 @@ class TrainingMagics(Magics):
     @argument("--train-dataloaders", default=None, help="Variable holding training DataLoader(s).")
     @argument("--val-dataloaders", default=None, help="Variable holding validation DataLoader(s).")
     @argument("--wait", action="store_true", help="Block until the run ends.")
+    @argument(
+        "--cluster",
+        default=None,
+        help="Run on this Ray cluster (http://HOST:8265) or 'local' (default: %%cluster's).",
+    )
     @cell_magic
     def train(self, line: str, cell: str) -> Any:
         """Run the cell, then train its `model` in a worker process; show the live monitor.
@@ -95,6 +100,7 @@ class TrainingMagics(Magics):
                 name=args.name,
                 experiment=args.experiment,
                 wait=args.wait,
+                cluster=args.cluster,
                 **trainer_kwargs,
             )
         except (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from .trainer_args import validate as validate_trainer_args
 from .worker import META, PAYLOAD
 
 _SELECTION_KEYS = ("accelerator", "devices", "precision", "strategy")
+RESUME_CKPT = "resume.ckpt"  # a cluster run's checkpoint to resume from, in its run directory
 
 __all__ = ["LaunchError", "Run", "RunFailed", "RunNotFound", "get_run", "runs", "train"]
 
@@ -54,10 +56,17 @@ class Run:
 
     def __init__(self, run_id: str, store: Store | None = None) -> None:
         self._store = store or open_store()
-        if self._store.get_run(run_id) is None:
+        row = self._store.get_run(run_id)
+        if row is None:
             raise RunNotFound(f"no run with id {run_id!r} in {self._store.path}")
         self.id = run_id
         self._monitor: Any = None
+        if row.cluster and not row.cluster.get("drained"):
+            # a cluster run: this process keeps it current in the store from now on (after
+            # a kernel restart, this is the re-attach)
+            from ..cluster.sync import ensure_sync
+
+            ensure_sync(Path(self._store.path).parent)
 
     # -- state, always read from the store ---------------------------------------------
     @property
@@ -176,9 +185,9 @@ class Run:
             return self.wait(timeout=timeout).status
         except TimeoutError:
             pass
-        from .launchers import get_launcher
+        from .launchers import launcher_for
 
-        launcher = get_launcher()
+        launcher = launcher_for(self.row)
         launcher.terminate(self.row)
         try:
             return self.wait(timeout=get_config().term_timeout_s).status
@@ -305,6 +314,7 @@ def train(
     experiment: str | None = None,
     wait: bool = False,
     ckpt_path: str | os.PathLike[str] | None = None,
+    cluster: str | None = None,
     **trainer_kwargs: Any,
 ) -> Run:
     """Launch ``Trainer(**trainer_kwargs).fit(model, ...)`` in a worker process; return its Run.
@@ -313,6 +323,8 @@ def train(
     ``precision``/``strategy`` are given here. Returns at once unless ``wait``.
     ``ckpt_path`` resumes from a checkpoint (``Trainer.fit``'s argument), e.g. the
     ``last_checkpoint`` of a stopped run; :meth:`Run.resume` does that for you.
+    ``cluster``: run on this Ray cluster (its dashboard address, ``http://HOST:8265``) or
+    ``"local"``; default: the kernel's selection (``%cluster``, :func:`use_cluster`).
     Without ``log_every_n_steps`` the worker picks the interval from the run's length,
     so even a short run records every on-step metric.
 
@@ -325,8 +337,12 @@ def train(
     _check_objects(model, datamodule, train_dataloaders, val_dataloaders)
     validate_trainer_args(trainer_kwargs)
     ckpt = _check_ckpt_path(ckpt_path)
-    sel = selector.resolve(**{k: v for k, v in trainer_kwargs.items() if k in _SELECTION_KEYS})
+    overrides = {k: v for k, v in trainer_kwargs.items() if k in _SELECTION_KEYS}
+    address = _cluster_address(cluster)
+    # a local run is validated against this machine's devices; a cluster's are checked below
+    sel = selector.resolve(**overrides) if address is None else selector.Selection(**overrides)
     full_kwargs = {**trainer_kwargs, **sel.trainer_kwargs()}
+    launcher = _cluster_launcher(address, full_kwargs)  # refused here if it cannot run there
     data = payload_mod.dumps(  # fails here, before anything is written or launched
         {
             "model": model,
@@ -334,7 +350,8 @@ def train(
             "train_dataloaders": train_dataloaders,
             "val_dataloaders": val_dataloaders,
             "trainer_kwargs": full_kwargs,
-            "ckpt_path": ckpt,
+            # a cluster sees no local path: the checkpoint travels in the run directory
+            "ckpt_path": RESUME_CKPT if ckpt and launcher is not None else ckpt,
         }
     )
     cfg = get_config()
@@ -343,7 +360,9 @@ def train(
     row = _record(store, model, sel, trainer_kwargs, name, experiment)
     origins = code_origins(model, datamodule, train_dataloaders, val_dataloaders)
     row = _write_run_dir(store, row, home, data, origins)
-    run = _launch(store, row, home, cfg.heartbeat_s)
+    if launcher is not None and ckpt:
+        shutil.copyfile(ckpt, Path(row.run_dir or "") / RESUME_CKPT)
+    run = _launch(store, row, home, cfg.heartbeat_s, launcher)
     if wait:
         run.wait()
     return run
@@ -427,11 +446,55 @@ def _write_run_dir(
     return store.get_run(row.id)  # type: ignore[return-value]
 
 
-def _launch(store: Store, row: RunRecord, home: Path, heartbeat_s: float) -> Run:
-    """Hand the run to this kernel's launcher; a launch that fails marks the run failed."""
+def _cluster_address(cluster: str | None) -> Any:
+    """Where the run goes: ``cluster`` ("local": here), else the kernel's selection."""
+    if cluster == "local":
+        return None
+    from ..cluster.address import parse_address
+    from ..cluster.selection import current_cluster
+
+    return parse_address(cluster) if cluster is not None else current_cluster()
+
+
+def _cluster_launcher(address: Any, trainer_kwargs: dict[str, Any]) -> Any:
+    """The Ray launcher for a run going to the cluster at ``address``, checked against what
+    the cluster has; None for a local run."""
+    if address is None:
+        return None
+    from ..cluster.inventory import check_request, cluster_info
+    from ..cluster.launcher import RayLauncher
+
+    devices, nodes = trainer_kwargs.get("devices", "auto"), trainer_kwargs.get("num_nodes", 1)
+    count = len(devices) if isinstance(devices, (list, tuple)) else devices
+    if (isinstance(count, int) and count > 1) or (isinstance(nodes, int) and nodes > 1):
+        # one worker per run on a cluster for now: several need Ray Train to place them
+        raise ValueError(
+            f"a run on the Ray cluster at {address.dashboard} uses one device on one node in "
+            f"this version (asked: devices={devices!r}, num_nodes={nodes!r}); give "
+            "--devices 1, or run it here with --cluster local"
+        )
+    info = cluster_info(address)
+    check_request(
+        info,
+        accelerator=trainer_kwargs.get("accelerator", "auto"),
+        devices=trainer_kwargs.get("devices", "auto"),
+        num_nodes=trainer_kwargs.get("num_nodes", 1),
+    )
+    return RayLauncher(address.dashboard, address.client)
+
+
+def _launch(
+    store: Store, row: RunRecord, home: Path, heartbeat_s: float, launcher: Any = None
+) -> Run:
+    """Hand the run to its launcher (this kernel's, unless a cluster's is given); a launch
+    that fails marks the run failed."""
     from .launchers import LaunchFailed, get_launcher
 
-    launcher = get_launcher()
+    if launcher is None:
+        launcher = get_launcher()
+    else:
+        store.update_run(row.id, cluster=launcher.cluster_fields(row.id))
+        row = store.get_run(row.id) or row
     try:
         outcome = launcher.launch(row, home, heartbeat_s=heartbeat_s)
     except Exception as exc:  # a backend's bug: still leave the store consistent
@@ -450,7 +513,7 @@ def _launch(store: Store, row: RunRecord, home: Path, heartbeat_s: float) -> Run
         heartbeat=time.time(),
         launcher=f"{launcher.name}{' (warm)' if outcome.warm else ''}",
     )
-    return Run(row.id, store)
+    return Run(row.id, store)  # a cluster run's Run starts the sync that brings it in
 
 
 def _overrides(model: Any, hook: str) -> bool:

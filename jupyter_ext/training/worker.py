@@ -7,7 +7,8 @@ imported (CUDA untouched), then it waits on stdin for one job from its kernel, a
 when the kernel goes away (stdin closes) without ever having been used.
 
 The worker knows the store and its run directory, nothing about the kernel, so another
-launcher (a cluster engine) can start it anywhere the workspace is reachable.
+launcher can start it anywhere: a cluster job (:mod:`jupyter_ext.cluster.entry`) runs it
+with a channel in the store's place.
 """
 
 from __future__ import annotations
@@ -246,12 +247,18 @@ def _resolved(trainer: Any, requested_strategy: Any) -> dict[str, Any]:
     }
 
 
-def run(run_id: str, home: str, heartbeat_s: float = 1.0) -> int:
-    """Execute one run to its end; returns the process exit code."""
+def run(run_id: str, home: str, heartbeat_s: float = 1.0, store: Any = None) -> int:
+    """Execute one run to its end; returns the process exit code.
+
+    ``store``: where the run is recorded, by default the workspace's store in ``home``; a
+    cluster run passes its channel instead (:class:`jupyter_ext.cluster.channel.ChannelStore`,
+    the same methods).
+    """
     from ..procs import process_started
     from ..store import ACTIVE, Store
 
-    store = Store(Path(home) / "store.sqlite")
+    if store is None:
+        store = Store(Path(home) / "store.sqlite")
     row = store.get_run(run_id)
     if row is None:
         print(f"jupyter_ext worker: no run {run_id} in {home}", file=sys.stderr)

@@ -10,10 +10,22 @@ a warm spare).
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from .base import Launched, Launcher, LaunchFailed, LaunchOutcome
 
-__all__ = ["LaunchFailed", "LaunchOutcome", "Launched", "Launcher", "get_launcher", "set_launcher"]
+if TYPE_CHECKING:
+    from ...store import RunRecord
+
+__all__ = [
+    "LaunchFailed",
+    "LaunchOutcome",
+    "Launched",
+    "Launcher",
+    "get_launcher",
+    "launcher_for",
+    "set_launcher",
+]
 
 
 _launcher: Launcher | None = None
@@ -38,6 +50,21 @@ def get_launcher() -> Launcher:
         elif isinstance(_launcher, LocalLauncher):
             _launcher.configure(cfg.warm_start, home, cfg.heartbeat_s)
         return _launcher
+
+
+def launcher_for(run: RunRecord) -> Launcher:
+    """The launcher that can signal ``run``'s worker: its cluster's for a cluster run,
+    else this kernel's.
+
+    Example::
+
+        >>> launcher_for(run.row).terminate(run.row)  # doctest: +SKIP
+    """
+    if run.cluster:
+        from ...cluster.launcher import launcher_for_fields
+
+        return launcher_for_fields(run.cluster)
+    return get_launcher()
 
 
 def set_launcher(launcher: Launcher | None) -> Launcher | None:

@@ -1,0 +1,147 @@
+"""The Ray backend: a run's worker is a Ray job on the selected cluster.
+
+``launch`` writes ``record.json`` beside the payload and submits the run directory as the
+job's ``working_dir`` over the Jobs API (the dashboard's HTTP address, what ``ray job
+submit --address`` takes): Ray uploads it to the cluster's package store, so the payload
+reaches the cluster through Ray and the cluster needs no view of the workspace. The
+entrypoint, :mod:`.entry`, runs the ordinary worker with the run's channel in the store's
+place; :mod:`.sync` brings what it writes back into the store.
+
+The toolkit travels with the job (``py_modules``), so the cluster runs the kernel's version
+of it; torch, Lightning and what the model imports must be installed on the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..training.launchers.base import Launched, Launcher, LaunchFailed, LaunchOutcome
+from .channel import channel_name
+
+if TYPE_CHECKING:
+    from ..store import RunRecord
+
+RECORD = "record.json"
+AGENT_WAIT_S = 30.0  # how long a fresh head may take to accept jobs
+
+
+def job_id(run_id: str) -> str:
+    """The Ray job's submission id for a run.
+
+    Example::
+
+        >>> job_id("a1b2c3")
+        'jupyter_ext-a1b2c3'
+    """
+    return f"jupyter_ext-{run_id}"
+
+
+def _loopback(url: str) -> bool:
+    from urllib.parse import urlparse
+
+    host = urlparse(url).hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def _resources(run: RunRecord) -> dict[str, Any]:
+    """What the job's entrypoint (the worker) needs from the node it is placed on."""
+    accelerator = (run.accelerator or "cpu").lower()
+    devices = run.devices
+    count = (
+        devices if isinstance(devices, int) else len(devices) if isinstance(devices, list) else 1
+    )
+    if accelerator in ("gpu", "cuda"):
+        return {"entrypoint_num_cpus": 1, "entrypoint_num_gpus": max(1, count)}
+    return {"entrypoint_num_cpus": 1}
+
+
+class RayLauncher(Launcher):
+    """Runs go to the Ray cluster at ``dashboard`` (its Jobs API), drained through
+    ``client`` (a Ray address for the channel: ``ray://HOST:10001`` or a GCS address).
+
+    Example::
+
+        >>> RayLauncher("http://127.0.0.1:8265", "ray://127.0.0.1:10001")  # doctest: +SKIP
+    """
+
+    name = "ray"
+
+    def __init__(self, dashboard: str, client: str) -> None:
+        self.dashboard = dashboard
+        self.client = client
+
+    def _jobs(self) -> Any:
+        from ray.job_submission import JobSubmissionClient
+
+        return JobSubmissionClient(self.dashboard)
+
+    def cluster_fields(self, run_id: str) -> dict[str, Any]:
+        """What the store records of where the run lives (``RunRecord.cluster``)."""
+        return {
+            "dashboard": self.dashboard,
+            "client": self.client,
+            "job_id": job_id(run_id),
+            "channel": channel_name(run_id),
+            "acked": 0,
+        }
+
+    def launch(self, run: RunRecord, home: Path, *, heartbeat_s: float) -> LaunchOutcome:
+        import jupyter_ext
+
+        run_dir = Path(run.run_dir or "")
+        (run_dir / RECORD).write_text(json.dumps(run.to_dict(), default=str))
+        # a python from this venv when the cluster runs on this machine (tests, make
+        # cluster); on a real cluster, the nodes' own python
+        python = sys.executable if _loopback(self.dashboard) else "python"
+        entrypoint = (
+            f"{python} -m jupyter_ext.cluster.entry --run-id {run.id} --heartbeat {heartbeat_s}"
+        )
+        runtime_env = {
+            "working_dir": str(run_dir),
+            "excludes": ["checkpoints", "*.log"],
+            "py_modules": [str(Path(jupyter_ext.__file__).parent)],
+        }
+        deadline = time.monotonic() + AGENT_WAIT_S
+        while True:
+            try:
+                self._jobs().submit_job(
+                    entrypoint=entrypoint,
+                    submission_id=job_id(run.id),
+                    runtime_env=runtime_env,
+                    metadata={"jupyter_ext_run": run.id, "name": run.name[:100]},
+                    **_resources(run),
+                )
+                break
+            except Exception as exc:
+                text = " ".join(str(exc).split())
+                # a head that just started has no job agent yet: Ray says to try again
+                if "No available agent" in text and time.monotonic() < deadline:
+                    time.sleep(0.5)  # polling interval of that retry
+                    continue
+                return LaunchFailed(
+                    f"the Ray cluster at {self.dashboard} refused the job: {text[:500]}"
+                )
+        return Launched(pid=0, pid_started=None, host=f"ray {self.dashboard}", warm=False)
+
+    def terminate(self, run: RunRecord, *, kill: bool = False) -> bool:
+        """Stop the run's Ray job (Ray sends SIGTERM, which the entrypoint turns into a
+        graceful stop, then SIGKILL after its own grace period)."""
+        fields = run.cluster or {}
+        try:
+            return bool(self._jobs().stop_job(fields.get("job_id") or job_id(run.id)))
+        except Exception:
+            return False
+
+
+def launcher_for_fields(fields: dict[str, Any]) -> RayLauncher:
+    """The launcher of a run recorded with these ``RunRecord.cluster`` fields.
+
+    Example::
+
+        >>> launcher_for_fields(run.cluster).terminate(run)  # doctest: +SKIP
+    """
+    return RayLauncher(fields["dashboard"], fields["client"])
