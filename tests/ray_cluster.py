@@ -38,6 +38,24 @@ def ray_head() -> Iterator[RayHead]:
     """The session's local Ray head: ``.dashboard`` (http URL, what ``%cluster`` takes),
     ``.client`` (ray:// URL), ``.gcs`` (host:port), ``.temp_dir``, ``.pid`` (its group);
     ``.start_s`` says how long it took to be ready."""
+    # On a machine busy with other work, Ray's node registration can miss its fixed 30 s
+    # ("the current node timed out during startup ... the GCS has become overloaded"): that
+    # start is retried, twice at most; any other failure fails at once.
+    for attempt in range(3):
+        try:
+            head, temp_dir, t0 = _start()
+            break
+        except RuntimeError as exc:
+            if "timed out during startup" not in str(exc) or attempt == 2:
+                raise
+    try:
+        yield RayHead(**asdict(head), start_s=time.monotonic() - t0)
+    finally:
+        _stop(head, temp_dir)
+
+
+def _start() -> tuple[LocalHead, str, float]:
+    """A head ready for tests: ``(head, its temp dir, when it was started)``."""
     # Short on purpose: Ray's Unix sockets live under it and their paths are capped at
     # 107 bytes (a pytest tmp_path is too long).
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")
@@ -50,19 +68,24 @@ def ray_head() -> Iterator[RayHead]:
         object_store_memory=OBJECT_STORE_BYTES,
         wait_s=None,
     )
+
+    def ready() -> bool:
+        if not head.running():
+            raise RuntimeError(
+                f"the Ray head exited while starting; its log:\n{procs.log_tail(head.log, 40)}"
+            )
+        return head.ready()
+
     try:
-
-        def ready() -> bool:
-            if not head.running():
-                raise RuntimeError(
-                    f"the Ray head exited while starting; its log:\n{procs.log_tail(head.log, 40)}"
-                )
-            return head.ready()
-
         wait_for(ready, timeout=START_TIMEOUT_S, interval=0.25, what="the Ray head to be ready")
-        yield RayHead(**asdict(head), start_s=time.monotonic() - t0)
-    finally:
-        stop_head(head.pid, head.started)
-        left = procs.group_members(head.pid)
-        assert not left, f"processes {left} of the Ray head's group outlived it"
-        shutil.rmtree(temp_dir, ignore_errors=True)
+    except BaseException:
+        _stop(head, temp_dir)
+        raise
+    return head, temp_dir, t0
+
+
+def _stop(head: LocalHead, temp_dir: str) -> None:
+    stop_head(head.pid, head.started)
+    left = procs.group_members(head.pid)
+    assert not left, f"processes {left} of the Ray head's group outlived it"
+    shutil.rmtree(temp_dir, ignore_errors=True)

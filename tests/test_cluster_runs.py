@@ -103,11 +103,28 @@ def test_what_the_cluster_cannot_run_is_refused_before_launch(on_cluster, ray_he
     store = open_store()
     with pytest.raises(ValueError, match=r"has no GPU \(1 node: 2 CPUs, 0 GPUs\)"):
         jupyter_ext.train(Tiny(), train_dataloaders=tr, accelerator="gpu", devices=1)
-    with pytest.raises(ValueError, match="one device on one node in this version"):
-        jupyter_ext.train(Tiny(), train_dataloaders=tr, accelerator="cpu", devices=2)
+    with pytest.raises(ValueError, match=r"asks for 4 CPU worker processes .* has only 2 CPUs"):
+        jupyter_ext.train(Tiny(), train_dataloaders=tr, accelerator="cpu", devices=4)
     assert store.list_runs() == []  # nothing recorded, nothing launched
     # and `cluster="local"` runs here even while the cluster is selected
     run = jupyter_ext.train(
         Tiny(), train_dataloaders=tr, val_dataloaders=va, max_epochs=1, cluster="local"
     )
     assert run.wait(timeout=120).status == "succeeded" and run.row.cluster is None
+
+
+def test_two_worker_cpu_ddp_through_ray_train(on_cluster):
+    tr, va = loaders()
+    run = jupyter_ext.train(
+        Tiny(), train_dataloaders=tr, val_dataloaders=va, max_epochs=2, name="ddp",
+        accelerator="cpu", devices=2, strategy="ddp",
+    )  # fmt: skip
+    run.wait(timeout=400, raise_on_failure=True)
+    row = run.row
+    assert row.status == "succeeded" and row.devices == 2 and row.strategy == "ddp"
+    # 256 samples in batches of 32, split over two ranks: 4 steps an epoch, from rank zero only
+    losses = run.metrics.query("key == 'train_loss'")
+    assert list(losses["step"]) == sorted(set(losses["step"])) and row.step == 8
+    assert len(run.metrics.query("key == 'val_loss'")) == 2
+    assert Path(row.last_checkpoint).is_file()
+    run.load_model()

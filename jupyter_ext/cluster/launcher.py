@@ -14,6 +14,8 @@ of it; torch, Lightning and what the model imports must be installed on the clus
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from ..store import RunRecord
 
 RECORD = "record.json"
+STORAGE_ENV = "JUPYTER_EXT_RAY_STORAGE"  # Ray Train's storage for runs over several nodes
 AGENT_WAIT_S = 30.0  # how long a fresh head may take to accept jobs
 
 
@@ -47,15 +50,33 @@ def _loopback(url: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1")
 
 
-def _resources(run: RunRecord) -> dict[str, Any]:
-    """What the job's entrypoint (the worker) needs from the node it is placed on."""
-    accelerator = (run.accelerator or "cpu").lower()
+def workers_of(run: RunRecord) -> tuple[int, bool]:
+    """``(ranks, on GPUs)``: one rank per device on each node (Trainer's devices x
+    num_nodes).
+
+    Example::
+
+        >>> workers_of(run)  # devices=2, num_nodes=2, accelerator="gpu"  # doctest: +SKIP
+        (4, True)
+    """
     devices = run.devices
     count = (
         devices if isinstance(devices, int) else len(devices) if isinstance(devices, list) else 1
     )
-    if accelerator in ("gpu", "cuda"):
-        return {"entrypoint_num_cpus": 1, "entrypoint_num_gpus": max(1, count)}
+    nodes = (run.trainer_args or {}).get("num_nodes", 1)
+    nodes = nodes if isinstance(nodes, int) and nodes > 0 else 1
+    gpu = (run.accelerator or "cpu").lower() in ("gpu", "cuda")
+    return max(1, count) * nodes, gpu
+
+
+def _resources(run: RunRecord) -> dict[str, Any]:
+    """What the job's entrypoint needs from the node it is placed on: the worker's device
+    for one rank; nothing for several (Ray Train places the ranks, each with its own)."""
+    workers, gpu = workers_of(run)
+    if workers > 1:
+        return {"entrypoint_num_cpus": 0}
+    if gpu:
+        return {"entrypoint_num_cpus": 1, "entrypoint_num_gpus": 1}
     return {"entrypoint_num_cpus": 1}
 
 
@@ -100,6 +121,12 @@ class RayLauncher(Launcher):
         entrypoint = (
             f"{python} -m jupyter_ext.cluster.entry --run-id {run.id} --heartbeat {heartbeat_s}"
         )
+        workers, gpu = workers_of(run)
+        if workers > 1:
+            entrypoint += f" --workers {workers}" + (" --use-gpu" if gpu else "")
+            storage = os.environ.get(STORAGE_ENV)
+            if storage:
+                entrypoint += f" --storage {shlex.quote(storage)}"
         runtime_env = {
             "working_dir": str(run_dir),
             "excludes": ["checkpoints", "*.log"],

@@ -65,10 +65,8 @@ class ClusterSync(threading.Thread):
         self._done.set()
 
     def pending(self) -> list[Any]:
-        """Cluster runs with something left to bring in: active ones, and ended ones whose
-        channel is not yet emptied and removed (changed in the last day)."""
-        rows = self.store.list_runs(since=time.time() - 86400)
-        return [r for r in rows if r.cluster and not r.cluster.get("drained")]
+        """Cluster runs with something left to bring in (:func:`pending_runs`)."""
+        return pending_runs(self.store)
 
     def tick(self) -> None:
         pending = self.pending()
@@ -234,6 +232,20 @@ class ClusterSync(threading.Thread):
         with contextlib.suppress(Exception):
             ray = self._ray(fields["client"])
             ray.kill(ray.get_actor(fields["channel"]))
+
+
+def pending_runs(store: Store) -> list[Any]:
+    """Cluster runs with something left to bring in: active ones, and ended ones whose
+    channel is not yet emptied and removed (changed in the last day). One read of the
+    store, no Ray: cheap enough for whoever decides whether a sync is needed.
+
+    Example::
+
+        >>> [r.name for r in pending_runs(open_store())]  # doctest: +SKIP
+        ['far']
+    """
+    rows = store.list_runs(since=time.time() - 86400)
+    return [r for r in rows if r.cluster and not r.cluster.get("drained")]
 
 
 def _ended(ops: list[Any]) -> bool:

@@ -464,15 +464,6 @@ def _cluster_launcher(address: Any, trainer_kwargs: dict[str, Any]) -> Any:
     from ..cluster.inventory import check_request, cluster_info
     from ..cluster.launcher import RayLauncher
 
-    devices, nodes = trainer_kwargs.get("devices", "auto"), trainer_kwargs.get("num_nodes", 1)
-    count = len(devices) if isinstance(devices, (list, tuple)) else devices
-    if (isinstance(count, int) and count > 1) or (isinstance(nodes, int) and nodes > 1):
-        # one worker per run on a cluster for now: several need Ray Train to place them
-        raise ValueError(
-            f"a run on the Ray cluster at {address.dashboard} uses one device on one node in "
-            f"this version (asked: devices={devices!r}, num_nodes={nodes!r}); give "
-            "--devices 1, or run it here with --cluster local"
-        )
     info = cluster_info(address)
     check_request(
         info,

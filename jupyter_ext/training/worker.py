@@ -41,7 +41,13 @@ META = "meta.json"
 MAX_NOTICES = 20
 
 
+RAY_TRAIN_RANK = "JUPYTER_EXT_RAY_TRAIN_RANK"  # set in each Ray Train worker of a cluster run
+
+
 def is_rank_zero() -> bool:
+    ray_rank = os.environ.get(RAY_TRAIN_RANK)
+    if ray_rank is not None:
+        return ray_rank == "0"  # Ray Train places ranks itself: its world rank decides
     return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
@@ -185,12 +191,28 @@ def _build_trainer(
     if kwargs.get("enable_checkpointing", True):
         checkpoint = AutoCheckpoint(dirpath=str(run_dir / "checkpoints"))
         ours.append(checkpoint)
+    under_ray = os.environ.get(RAY_TRAIN_RANK) is not None
+    if under_ray:
+        # Ray Train started one process per rank and set up their process group: Lightning
+        # joins it through Ray's strategy and environment instead of launching its own
+        from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment
+
+        kwargs["strategy"] = RayDDPStrategy()
+        plugins = kwargs.pop("plugins", None) or []
+        kwargs["plugins"] = [*(plugins if isinstance(plugins, list) else [plugins])]
+        kwargs["plugins"].append(RayLightningEnvironment())
+        kwargs["devices"] = "auto"
+        kwargs.pop("num_nodes", None)
     trainer = Trainer(
         default_root_dir=str(run_dir),
         logger=[store_logger, *user_loggers],
         callbacks=[*user_callbacks, *ours],
         **kwargs,
     )
+    if under_ray:
+        from ray.train.lightning import prepare_trainer
+
+        trainer = prepare_trainer(trainer)
     hb.progress, hb.logger = progress, store_logger
     return trainer, progress, checkpoint, store_logger
 
@@ -239,9 +261,11 @@ def _resolved(trainer: Any, requested_strategy: Any) -> dict[str, Any]:
             n for n, v in StrategyRegistry.items() if v["strategy"] is cls and not v["init_params"]
         ]
         strategy = names[0] if names else cls.__name__
+    # under Ray Train each rank sees one device: the run has as many as it has ranks
+    devices = trainer.world_size if os.environ.get(RAY_TRAIN_RANK) else trainer.num_devices
     return {
         "accelerator": kind,
-        "devices": trainer.num_devices,
+        "devices": devices,
         "strategy": strategy,
         "precision": str(trainer.precision),
     }
