@@ -104,6 +104,25 @@ def _good(client: httpx.Client, url: str, model: nn.Module) -> None:
     np.testing.assert_allclose(r.json()["outputs"], want, rtol=1e-5, atol=1e-6)
 
 
+class Answers:
+    """What the server answered a stream of generated requests; after every 50, a good
+    request must still succeed."""
+
+    def __init__(self, client: httpx.Client, url: str, model: nn.Module) -> None:
+        self.client, self.url, self.model = client, url, model
+        self.seen: list[int] = []
+
+    def check(self, r: httpx.Response) -> None:
+        _check_answer(r)
+        self.seen.append(r.status_code)
+        if len(self.seen) % 50 == 0:
+            _good(self.client, self.url, self.model)
+
+    def mixed(self) -> bool:
+        """Both kinds came up: answers (200) and refusals (4xx)."""
+        return 200 in self.seen and any(400 <= s < 500 for s in self.seen)
+
+
 def _check_answer(r: httpx.Response) -> None:
     assert r.status_code < 500, (r.status_code, r.text[:300])
     if r.headers.get("content-type", "").startswith("application/json"):
@@ -265,7 +284,7 @@ def test_generated_predict_bodies_never_get_a_5xx(servers, label):
     model, urls = servers
     url, proc, _ = urls[label]
     with httpx.Client(trust_env=False, timeout=30) as client:
-        seen = []
+        answers = Answers(client, url, model)
 
         @FUZZ
         @given(
@@ -276,16 +295,12 @@ def test_generated_predict_bodies_never_get_a_5xx(servers, label):
         )
         def fuzz(doc, mutate, content_type, encoding):
             body = _encode(doc, mutate, encoding)
-            r = _post(client, f"{url}/predict", body, content_type, encoding)
-            _check_answer(r)
-            seen.append(r.status_code)
-            if len(seen) % 50 == 0:
-                _good(client, url, model)
+            answers.check(_post(client, f"{url}/predict", body, content_type, encoding))
 
         fuzz()
         _good(client, url, model)
     assert proc.poll() is None
-    assert 200 in seen and any(400 <= s < 500 for s in seen), sorted(set(seen))
+    assert answers.mixed(), sorted(set(answers.seen))
 
 
 @pytest.mark.parametrize("label", ["plain", "batched"])
@@ -293,7 +308,7 @@ def test_generated_infer_bodies_never_get_a_5xx(servers, label):
     model, urls = servers
     url, proc, _ = urls[label]
     with httpx.Client(trust_env=False, timeout=30) as client:
-        seen = []
+        answers = Answers(client, url, model)
 
         @FUZZ
         @given(
@@ -315,16 +330,12 @@ def test_generated_infer_bodies_never_get_a_5xx(servers, label):
             body = head + binary if header_length is not None else head
             if header_length == "exact":
                 header_length = str(len(head))
-            r = _post(client, url + path, body, content_type, None, header_length)
-            _check_answer(r)
-            seen.append(r.status_code)
-            if len(seen) % 50 == 0:
-                _good(client, url, model)
+            answers.check(_post(client, url + path, body, content_type, None, header_length))
 
         fuzz()
         _good(client, url, model)
     assert proc.poll() is None
-    assert 200 in seen and any(400 <= s < 500 for s in seen), sorted(set(seen))
+    assert answers.mixed(), sorted(set(answers.seen))
 
 
 def test_random_bytes_and_binary_tensors_never_get_a_5xx(servers):

@@ -29,6 +29,10 @@ from ..store import ACTIVE, Store
 
 log = logging.getLogger("jupyter_ext.cluster")
 POLL_S = 0.25
+# a cluster that does not answer within these is unreachable for this tick (the views then
+# say so), rather than a sync thread blocked forever
+CALL_TIMEOUT_S = 10.0
+FILE_TIMEOUT_S = 600.0
 JOB_POLL_S = 2.0
 UNREACHABLE = "The Ray cluster is unreachable:"
 _JOB_ENDED = {"SUCCEEDED": "succeeded", "FAILED": "failed", "STOPPED": "stopped"}
@@ -143,9 +147,11 @@ class ClusterSync(threading.Thread):
         except ValueError:
             return  # the job has not created it yet (or it is gone: the job status says)
         if row.stop_requested and row.id not in self._stop_sent:
-            ray.get(actor.request_stop.remote())
+            ray.get(actor.request_stop.remote(), timeout=CALL_TIMEOUT_S)
             self._stop_sent.add(row.id)
-        got = ray.get(actor.take.remote(self.holder, int(fields.get("acked", 0))))
+        got = ray.get(
+            actor.take.remote(self.holder, int(fields.get("acked", 0))), timeout=CALL_TIMEOUT_S
+        )
         if got is None:
             return  # another kernel (or the server) holds the lease and drains it
         start, ops = got
@@ -153,9 +159,13 @@ class ClusterSync(threading.Thread):
         for op in ops:
             self._apply(row.id, op, actor, ray, run_dir)
         fields["acked"] = start + len(ops)
-        state = ray.get(actor.state.remote()) if not ops or _ended(ops) else None
+        state = (
+            ray.get(actor.state.remote(), timeout=CALL_TIMEOUT_S)
+            if not ops or _ended(ops)
+            else None
+        )
         if state is not None and state["finished"]:
-            ray.get(actor.take.remote(self.holder, fields["acked"]))  # drop what was applied
+            ray.get(actor.take.remote(self.holder, fields["acked"]), timeout=CALL_TIMEOUT_S)
             fields["drained"] = True
             with contextlib.suppress(Exception):
                 ray.kill(actor)
@@ -177,7 +187,7 @@ class ClusterSync(threading.Thread):
                 if not target.exists():
                     target.parent.mkdir(parents=True, exist_ok=True)
                     tmp = target.with_suffix(target.suffix + ".part")
-                    tmp.write_bytes(ray.get(actor.file.remote(name)))
+                    tmp.write_bytes(ray.get(actor.file.remote(name), timeout=FILE_TIMEOUT_S))
                     tmp.replace(target)
                 values[key] = str(target)
         if "run_dir" in values:
@@ -218,7 +228,16 @@ class ClusterSync(threading.Thread):
         with contextlib.suppress(Exception):
             logs = client.get_job_logs(fields["job_id"])[-4000:]
         ended = _JOB_ENDED[status]
-        if ended == "succeeded":
+        message = ""
+        with contextlib.suppress(Exception):
+            message = str(client.get_job_info(fields["job_id"]).message or "")
+        if (
+            ended == "failed"
+            and "node" in message.lower()
+            and ("died" in message.lower() or "dead" in message.lower())
+        ):
+            ended, why = "lost", f"the Ray job's node was lost ({message})"
+        elif ended == "succeeded":
             ended, why = "lost", "the Ray job ended without the worker's final word"
         elif ended == "stopped":
             why = "the Ray job was stopped"

@@ -200,39 +200,26 @@ async def _chunks(receive: Any) -> Any:
             return
 
 
-def create_app(
-    predict: Any,
-    spec: ModelSpec,
-    *,
-    key_hash: str | None = None,
-    max_body_bytes: int = DEFAULT_MAX_BODY,
-    body_timeout_s: float = DEFAULT_BODY_TIMEOUT,
-    max_batch_size: int = 1,
-    batch_timeout_ms: float = 0.0,
-    batch_in_thread: bool = False,
-) -> HotPath:
+def create_app(predict: Any, spec: ModelSpec, **options: Any) -> HotPath:
     """Build the app serving ``predict`` (numpy batch -> numpy batch) under ``spec``.
 
-    ``max_batch_size`` > 1 stacks concurrent requests into one forward pass
-    (:mod:`.batching`; ``batch_in_thread``: run it in a worker thread, for models that
-    release the GIL for long, such as on a GPU); ``body_timeout_s`` bounds how long a body
-    may pause.
+    ``options`` are :class:`Inference`'s: ``key_hash``, ``max_body_bytes``,
+    ``body_timeout_s`` (how long a body may pause), ``max_batch_size`` > 1 to stack
+    concurrent requests into one forward pass (:mod:`.batching`; ``batch_timeout_ms``, and
+    ``in_thread`` to run it in a worker thread, for models that release the GIL for long,
+    such as on a GPU).
 
     Example::
 
-        >>> app = create_app(lambda x: x * 2, spec)  # doctest: +SKIP
+        >>> app = create_app(lambda x: x * 2, spec, max_batch_size=16)  # doctest: +SKIP
         >>> uvicorn.run(app, host="127.0.0.1", port=8080)  # doctest: +SKIP
     """
-    inference = Inference(
-        predict, spec, key_hash=key_hash, max_body_bytes=max_body_bytes,
-        body_timeout_s=body_timeout_s, max_batch_size=max_batch_size,
-        batch_timeout_ms=batch_timeout_ms, in_thread=batch_in_thread,
-    )  # fmt: skip
-    app = _new_app(spec, key_hash)
+    inference = Inference(predict, spec, **options)
+    app = _new_app(spec, inference.key_hash)
     _add_error_handlers(app, spec)
     _add_inference_routes(app, inference)
     _add_health_routes(app)
-    _add_metadata_routes(app, spec, key_hash)
+    _add_metadata_routes(app, spec, inference.key_hash)
     return HotPath(app, inference)
 
 

@@ -182,7 +182,7 @@ def main(
     app = create_app(
         predictor, manifest.spec, key_hash=key_hash, max_body_bytes=max_body,
         body_timeout_s=args.body_timeout_s, max_batch_size=args.max_batch_size,
-        batch_timeout_ms=args.batch_timeout_ms, batch_in_thread=args.device != "cpu",
+        batch_timeout_ms=args.batch_timeout_ms, in_thread=args.device != "cpu",
     )  # fmt: skip
     config = uvicorn.Config(
         app,
