@@ -64,6 +64,11 @@ class ClusterSync(threading.Thread):
                 self.tick()
             except Exception as exc:  # a bad tick must not end the thread
                 log.warning("cluster sync: %s", exc)
+        if self._connected is not None:  # a Ray Client would go on reconnecting
+            import ray
+
+            with contextlib.suppress(Exception):
+                ray.shutdown()
 
     def stop(self) -> None:
         self._done.set()

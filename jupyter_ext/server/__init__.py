@@ -11,6 +11,9 @@ per-user default, unless the server configuration names one::
 
     c.JupyterExtServer.home = "/data/experiments"     # jupyter_server_config.py
 
+While the server runs, cluster runs of that workspace stay current in its store even with
+no kernel open (:mod:`jupyter_ext.server.clusters`; ``c.JupyterExtServer.cluster_check_s``).
+
 Importing this module is cheap (traitlets only): the handlers, numpy and the store load
 when the server loads the extension, pandas and the rest of the toolkit on first request.
 """
@@ -38,13 +41,15 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
-    """Point this process at the workspace and register the REST handlers.
+    """Point this process at the workspace, register the REST handlers and start the
+    watch that keeps its cluster runs current.
 
     Example::
 
         >>> _load_jupyter_server_extension(serverapp)  # doctest: +SKIP
     """
     from ..config import HOME_ENV, get_config
+    from .clusters import start_watch
     from .handlers import setup_handlers
 
     options = JupyterExtServer(parent=serverapp)
@@ -56,6 +61,9 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
         toolkit.home = options.home
         os.environ[HOME_ENV] = options.home  # inherited by the kernels this server starts
     setup_handlers(serverapp.web_app, options)
+    serverapp.web_app.settings["jupyter_ext_cluster_watch"] = start_watch(
+        serverapp, toolkit.home_path, options.cluster_check_s
+    )
     serverapp.log.info(
         "jupyter_ext.server: REST API at %s%s/ over the workspace %s",
         serverapp.base_url,

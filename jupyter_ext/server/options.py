@@ -35,3 +35,13 @@ class JupyterExtServer(Configurable):
             "listing, and would otherwise never be seen. Clients merge items by id."
         ),
     ).tag(config=True)
+
+    cluster_check_s = Float(
+        2.0,
+        help=(
+            "How often (seconds) the server looks for cluster runs with something left to "
+            "bring into the workspace; while there are, it drains them as a kernel would "
+            "(metrics, status, checkpoints; stop requests out), so they stay current with "
+            "no kernel open. Needs Ray in the server's environment. 0: never (kernels only)."
+        ),
+    ).tag(config=True)
