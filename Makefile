@@ -73,8 +73,19 @@ $(BIN)/python:
 test: install
 	$(BIN)/python -m pytest
 
+# examples/scale_out_ray.ipynb runs against a Ray head of the demo's own: free ports, a
+# temp dir under /tmp (Ray's socket paths under it are capped), stopped by its process
+# group on the way out, also when a notebook fails or on Ctrl-C; a `make cluster` head is
+# never touched. A head that cannot start fails the demo before any notebook runs.
 demo: install
-	$(BIN)/python examples/run_examples.py
+	@tmp=$$(mktemp -d /tmp/jx-demo.XXXXXX); \
+	trap '$(BIN)/python -m jupyter_ext.cluster.head stop --temp-dir '"$$tmp"'; rm -rf '"$$tmp" EXIT; \
+	ports=($$($(BIN)/python -c 'from jupyter_ext.cluster.head import free_port as f; print(f(), f())')); \
+	$(BIN)/python -m jupyter_ext.cluster.head start --temp-dir $$tmp \
+	  --dashboard-port $${ports[0]} --client-port $${ports[1]} --num-cpus 2 && \
+	JUPYTER_EXT_CLUSTER=http://127.0.0.1:$${ports[0]} \
+	JUPYTER_EXT_CLUSTER_CLIENT=ray://127.0.0.1:$${ports[1]} \
+	  $(BIN)/python examples/run_examples.py
 
 lab: install
 	$(BIN)/jupyter lab --notebook-dir=examples

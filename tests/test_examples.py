@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -51,3 +52,28 @@ def test_train_and_monitor_notebook(workspace, monkeypatch):
     assert "digits-mlp" in text and "succeeded" in text
     assert "accuracy of the best checkpoint on all digits: 0.9" in text
     assert "failed" in text and "RuntimeError: a bug in training_step" in text
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(400)
+def test_scale_out_ray_notebook(workspace, monkeypatch, ray_head):
+    # the notebook reads where the cluster is from its kernel's environment, as `make demo`
+    # sets it for the head it starts
+    monkeypatch.setenv("JUPYTER_EXT_CLUSTER", ray_head.dashboard)
+    monkeypatch.setenv("JUPYTER_EXT_CLUSTER_CLIENT", ray_head.client)
+    text = outputs(execute("scale_out_ray.ipynb"))
+    assert "WineNet-1 succeeded local" in text  # the cell trained here...
+    assert "WineNet-2 succeeded ray" in text  # ...then, unchanged, on the cluster
+    assert f"Runs of this kernel go to the Ray cluster at {ray_head.dashboard}: 1 node" in text
+    assert text.count("alive") >= 2  # the node row, after %cluster ADDRESS and %cluster
+    predicted = re.search(r"predicted: (\[.*\])", text).group(1)
+    assert predicted == re.search(r"true: +(\[.*\])", text).group(1)
+    assert "Stopped wine; port" in text
+    assert "Runs of this kernel run on this machine again." in text
+
+    from jupyter_ext.store import open_store
+
+    local, far = sorted(open_store().list_runs(), key=lambda r: r.created)
+    assert local.cluster is None and far.launcher == "ray" and far.cluster["drained"]
+    for ckpt in (far.best_checkpoint, far.last_checkpoint):
+        assert Path(ckpt).is_file() and Path(ckpt).resolve().is_relative_to(workspace.resolve())

@@ -13,11 +13,14 @@ of it; torch, Lightning and what the model imports must be installed on the clus
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,6 +135,10 @@ class RayLauncher(Launcher):
             "excludes": ["checkpoints", "*.log"],
             "py_modules": [str(Path(jupyter_ext.__file__).parent)],
         }
+        with _quiet_ray():
+            return self._submit(run, entrypoint, runtime_env)
+
+    def _submit(self, run: RunRecord, entrypoint: str, runtime_env: dict) -> LaunchOutcome:
         deadline = time.monotonic() + AGENT_WAIT_S
         while True:
             try:
@@ -172,3 +179,15 @@ def launcher_for_fields(fields: dict[str, Any]) -> RayLauncher:
         >>> launcher_for_fields(run.cluster).terminate(run)  # doctest: +SKIP
     """
     return RayLauncher(fields["dashboard"], fields["client"])
+
+
+@contextlib.contextmanager
+def _quiet_ray() -> Iterator[None]:
+    """Keep Ray's upload progress ("Uploading package gcs://...") out of the cell's output."""
+    logger = logging.getLogger("ray")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

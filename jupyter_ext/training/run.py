@@ -453,7 +453,13 @@ def _cluster_address(cluster: str | None) -> Any:
     from ..cluster.address import parse_address
     from ..cluster.selection import current_cluster
 
-    return parse_address(cluster) if cluster is not None else current_cluster()
+    selected = current_cluster()
+    if cluster is None:
+        return selected
+    address = parse_address(cluster)
+    if selected is not None and selected.dashboard == address.dashboard:
+        return selected  # the selected cluster, with the client address it was given
+    return address
 
 
 def _cluster_launcher(address: Any, trainer_kwargs: dict[str, Any]) -> Any:
