@@ -27,13 +27,20 @@ class WhereAmI(Tiny):
 
     def on_fit_start(self) -> None:
         self.logger.log_hyperparams(
-            {"cwd": os.getcwd(), "home": os.environ.get("JUPYTER_EXT_HOME", "")}
+            {
+                "cwd": os.getcwd(),
+                "home": os.environ.get("JUPYTER_EXT_HOME", ""),
+                "mark": os.environ.get("JX_MARK", ""),
+            }
         )
 
 
 @pytest.fixture
 def on_cluster(workspace, ray_head):
-    use_cluster(ray_head.dashboard, client=ray_head.client)
+    # what the cluster's jobs get beyond the run: Ray's runtime environment
+    use_cluster(
+        ray_head.dashboard, client=ray_head.client, runtime_env={"env_vars": {"JX_MARK": "m1"}}
+    )
     yield workspace
     use_cluster("local")
 
@@ -52,6 +59,7 @@ def test_a_cluster_run_brings_back_metrics_status_and_checkpoints(on_cluster):
     cwd, home = row.hparams["cwd"], row.hparams["home"]
     assert not Path(cwd).resolve().is_relative_to(workspace.resolve()), cwd
     assert str(workspace) not in home
+    assert row.hparams["mark"] == "m1"  # use_cluster(runtime_env=) reached the job
     # ...and everything came back into the workspace
     keys = set(run.metrics["key"])
     assert {"train_loss", "val_loss", "val_acc"} <= keys

@@ -168,7 +168,7 @@ class ClusterInfo:
 
     def headline(self) -> str:
         """Where runs of this kernel go, and what this cluster has, in one sentence."""
-        from .selection import current_cluster
+        from .state import current_cluster
 
         here = f"the Ray cluster at {self.address.dashboard}"
         current = current_cluster()

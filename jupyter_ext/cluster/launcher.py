@@ -94,9 +94,12 @@ class RayLauncher(Launcher):
 
     name = "ray"
 
-    def __init__(self, dashboard: str, client: str) -> None:
+    def __init__(
+        self, dashboard: str, client: str, runtime_env: dict[str, Any] | None = None
+    ) -> None:
         self.dashboard = dashboard
         self.client = client
+        self.runtime_env = runtime_env or {}
 
     def _jobs(self) -> Any:
         from ray.job_submission import JobSubmissionClient
@@ -130,10 +133,12 @@ class RayLauncher(Launcher):
             storage = os.environ.get(STORAGE_ENV)
             if storage:
                 entrypoint += f" --storage {shlex.quote(storage)}"
+        toolkit = str(Path(jupyter_ext.__file__).parent)
         runtime_env = {
+            **self.runtime_env,  # what the person asked the nodes to have (pip, env_vars...)
             "working_dir": str(run_dir),
             "excludes": ["checkpoints", "*.log"],
-            "py_modules": [str(Path(jupyter_ext.__file__).parent)],
+            "py_modules": [*self.runtime_env.get("py_modules", []), toolkit],
         }
         with _quiet_ray():
             return self._submit(run, entrypoint, runtime_env)

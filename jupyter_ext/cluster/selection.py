@@ -7,22 +7,38 @@ cluster (``train(..., cluster=ADDRESS)``) does not change it.
 
 from __future__ import annotations
 
-import threading
+from typing import Any
 
 from .address import ClusterAddress, parse_address
 from .inventory import ClusterInfo, cluster_info
+from .state import current_cluster, current_runtime_env, select
 
-_current: ClusterAddress | None = None
-_lock = threading.Lock()
+__all__ = [
+    "check_runtime_env",
+    "current_cluster",
+    "current_cluster_info",
+    "current_runtime_env",
+    "use_cluster",
+]
+
+# the toolkit sets these itself: the run directory and the toolkit travel with every job
+RESERVED = ("working_dir", "excludes")
 
 
 def use_cluster(
-    address: str | ClusterAddress | None, *, client: str | None = None, timeout: float = 5.0
+    address: str | ClusterAddress | None,
+    *,
+    client: str | None = None,
+    runtime_env: dict[str, Any] | None = None,
+    timeout: float = 5.0,
 ) -> ClusterInfo | None:
     """Send this kernel's later runs to the Ray cluster at ``address`` (what ``ray job
     submit --address`` takes: ``http://HOST:8265``, ``ray://HOST:10001`` or ``auto``), or
     back to this machine with ``None`` or ``"local"``. ``client`` is the Ray Client
-    address when it is not the head's default (``ray://HOST:10001``).
+    address when it is not the head's default (``ray://HOST:10001``). ``runtime_env``:
+    what the cluster's nodes need beyond what they have, as Ray's runtime environment
+    (``{"pip": ["lightning==2.6.0", "scikit-learn"]}``, ``{"env_vars": {...}}``, ...),
+    applied to every run's job; ``working_dir`` is the toolkit's (the run's directory).
 
     The cluster is asked first: returns what it has (a :class:`ClusterInfo`, shown as its
     nodes), or raises :class:`ClusterUnreachable` / ValueError and leaves the selection as
@@ -35,33 +51,40 @@ def use_cluster(
         >>> use_cluster("local") is None  # doctest: +SKIP
         True
     """
-    global _current
+    if runtime_env is not None:
+        check_runtime_env(runtime_env)
     if address is None or (isinstance(address, str) and address.strip().lower() == "local"):
         if client is not None:
             raise ValueError("client= goes with a cluster address, not with local runs")
-        with _lock:
-            _current = None
+        select(None)
         return None
     if isinstance(address, ClusterAddress):
         addr = address if client is None else parse_address(address.text, client)
     else:
         addr = parse_address(address, client)
     info = cluster_info(addr, timeout=timeout)  # unreachable: raises, nothing changes
-    with _lock:
-        _current = addr
+    select(addr, runtime_env)
     return info
 
 
-def current_cluster() -> ClusterAddress | None:
-    """The cluster this kernel's later runs go to, or None for this machine.
+def check_runtime_env(runtime_env: Any) -> None:
+    """Refuse a runtime environment the jobs cannot take, saying what would be right.
 
     Example::
 
-        >>> current_cluster() is None  # doctest: +SKIP
-        True
+        >>> check_runtime_env({"pip": ["scikit-learn"]})  # accepted
     """
-    with _lock:
-        return _current
+    if not isinstance(runtime_env, dict):
+        raise ValueError(
+            f"runtime_env must be a dict as Ray takes it, e.g. {{'pip': ['scikit-learn']}}; "
+            f"got {type(runtime_env).__name__}"
+        )
+    taken = [k for k in RESERVED if k in runtime_env]
+    if taken:
+        raise ValueError(
+            f"runtime_env may not set {', '.join(taken)}: each run's job carries its own run "
+            "directory (the payload); put code the model needs in py_modules or pip"
+        )
 
 
 def current_cluster_info(timeout: float = 5.0) -> ClusterInfo | None:

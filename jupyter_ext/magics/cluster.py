@@ -20,6 +20,17 @@ class ClusterMagics(Magics):
         "auto, or local (runs on this machine again); omit to show where runs go",
     )
     @argument("--client", help="the Ray Client address when not ray://HOST:10001")
+    @argument(
+        "--pip",
+        nargs="+",
+        default=None,
+        help="packages every run's job installs on the cluster (Ray's runtime_env pip)",
+    )
+    @argument(
+        "--runtime-env",
+        default=None,
+        help="Ray's runtime environment for every run's job, as JSON: '{\"env_vars\": {...}}'",
+    )
     @line_magic
     def cluster(self, line: str = "") -> None:
         """Send this kernel's later runs to a Ray cluster, or show where they go.
@@ -52,7 +63,27 @@ class ClusterMagics(Magics):
                 print("Runs of this kernel run on this machine again.")
                 return
             else:
-                info = use_cluster(args.address, client=args.client)
+                env = _runtime_env(args.runtime_env, args.pip)
+                info = use_cluster(args.address, client=args.client, runtime_env=env)
         except (ValueError, ClusterUnreachable) as exc:
             raise UsageError(str(exc)) from None
         display(info)
+
+
+def _runtime_env(text: str | None, pip: list[str] | None) -> dict | None:
+    """``--runtime-env`` (JSON) and ``--pip`` as one runtime environment, or None."""
+    import json
+
+    env: dict = {}
+    if text:
+        try:
+            env = json.loads(text)
+        except ValueError as exc:
+            raise UsageError(
+                f'--runtime-env must be JSON, e.g. \'{{"env_vars": {{"A": "1"}}}}\' ({exc})'
+            ) from None
+        if not isinstance(env, dict):
+            raise UsageError("--runtime-env must be a JSON object, as Ray takes it")
+    if pip:
+        env["pip"] = [*env.get("pip", []), *pip]
+    return env or None

@@ -152,12 +152,18 @@ class Run:
 
     # -- actions ------------------------------------------------------------------------
     def wait(self, timeout: float | None = None, raise_on_failure: bool = False) -> Run:
-        """Block until the run has ended; TimeoutError after ``timeout`` seconds."""
+        """Block until the run has ended; TimeoutError after ``timeout`` seconds.
+
+        A cluster run shown ``lost`` while its cluster does not answer has not ended: it
+        comes back when the cluster answers; only the sync's verdict (its channel closed)
+        ends it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.05
         while True:
-            status = self.status
-            if status in TERMINAL:
+            row = self.row
+            status = row.status
+            unreachable = status == "lost" and row.cluster and not row.cluster.get("drained")
+            if status in TERMINAL and not unreachable:
                 break
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {self.name} ({self.id}) still {status} after {timeout} s")
@@ -477,7 +483,10 @@ def _cluster_launcher(address: Any, trainer_kwargs: dict[str, Any]) -> Any:
         devices=trainer_kwargs.get("devices", "auto"),
         num_nodes=trainer_kwargs.get("num_nodes", 1),
     )
-    return RayLauncher(address.dashboard, address.client)
+    from ..cluster.selection import current_cluster, current_runtime_env
+
+    env = current_runtime_env() if address == current_cluster() else None
+    return RayLauncher(address.dashboard, address.client, env)
 
 
 def _launch(

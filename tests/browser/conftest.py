@@ -47,12 +47,17 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
 
 
 def _browser_processes() -> list[psutil.Process]:
-    # Chromium and Playwright's driver are children of this process while a browser is up.
-    names = ("chrom", "headless_shell", "node")
+    # Chromium and Playwright's driver (node) are children of this process while a browser
+    # is up; matched by name exactly enough that other children (a Ray head's
+    # "ray-dashboard-NodeHead-0") are not taken for them
+    def browser(name: str) -> bool:
+        name = name.lower()
+        return name == "node" or name.startswith("chrom") or "headless_shell" in name
+
     return [
         p
         for p in psutil.Process().children(recursive=True)
-        if any(n in p.name().lower() for n in names) and p.status() != psutil.STATUS_ZOMBIE
+        if browser(p.name()) and p.status() != psutil.STATUS_ZOMBIE
     ]
 
 
