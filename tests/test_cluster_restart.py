@@ -67,9 +67,11 @@ def test_a_kernel_restart_mid_run_reattaches_and_the_run_completes(
 
     # the new kernel's sync drains the channel: what the worker sent meanwhile, then the rest
     wait_for(lambda: _points(store, row.id) > seen, 60, what="metrics drained by the new kernel")
+    # the end: the final status, then the channel emptied and removed (a tick later)
     wait_for(
-        lambda: store.get_run(row.id).status not in ("queued", "running"), 240,
-        what="the run to end",
+        lambda: (r := store.get_run(row.id)).status not in ("queued", "running")
+        and (r.cluster or {}).get("drained"),
+        240, what="the run to end and its channel to be drained",
     )  # fmt: skip
     done = store.get_run(row.id)
     assert done.status == "succeeded", done.error

@@ -53,7 +53,10 @@ def test_a_cluster_run_brings_back_metrics_status_and_checkpoints(on_cluster):
     )
     assert run.row.cluster["job_id"] == f"jupyter_ext-{run.id}"
     run.wait(timeout=300, raise_on_failure=True)
-    row = run.row
+    from helpers import wait_for
+
+    # the final status arrives first; the channel is emptied and removed a tick later
+    row = wait_for(lambda: (r := run.row).cluster.get("drained") and r, 60, what="drained")
     assert row.status == "succeeded" and row.launcher == "ray"
     # the worker ran elsewhere: not in the workspace, and without its path
     cwd, home = row.hparams["cwd"], row.hparams["home"]
@@ -103,7 +106,11 @@ def test_stop_a_failing_step_and_a_killed_worker_on_the_cluster(on_cluster):
     assert "the Ray job failed" in doomed.row.error
     assert len(doomed.metrics) >= kept  # metrics kept
     store = open_store()
-    assert all(store.get_run(r.id).cluster["drained"] for r in (slow, bad, doomed))
+    wait_for(
+        lambda: all(store.get_run(r.id).cluster.get("drained") for r in (slow, bad, doomed)),
+        60,
+        what="every channel drained",
+    )
 
 
 def test_what_the_cluster_cannot_run_is_refused_before_launch(on_cluster, ray_head):
