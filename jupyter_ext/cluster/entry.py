@@ -67,7 +67,6 @@ def main(argv: list[str] | None = None) -> int:
             ray.get(actor.request_stop.remote())  # rank zero reads it from the channel
 
     signal.signal(signal.SIGTERM, stop)
-    os.environ.setdefault("JUPYTER_EXT_CLUSTER_RUN", args.run_id)
     try:
         if args.workers > 1:
             code = _ray_train(args, doc, run_dir, actor)

@@ -87,12 +87,10 @@ class Inference:
         )
 
     def admit(self, header: Callable[[str], str | None], binary: bool) -> None:
-        """What can be refused before reading a byte of the body: key, type, size."""
+        """What can be refused from the headers: key and type (a declared size over the
+        limit is refused by :func:`.protocol.read_body`, before it reads a byte)."""
         protocol.check_api_key(header, self.key_hash)
         protocol.check_content_type(header("content-type"), binary)
-        length = header("content-length")
-        if length and length.isdigit() and int(length) > self.max_body:
-            raise ProtocolError(413, f"the request body exceeds the limit of {self.max_body} bytes")
 
     async def read(self, chunks: Any, header: Callable[[str], str | None]) -> bytes:
         return await protocol.read_body(
