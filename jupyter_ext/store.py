@@ -28,7 +28,7 @@ import numpy as np
 
 from .procs import process_alive
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_MS = 60_000
 ACTIVE = ("queued", "running")
 TERMINAL = ("succeeded", "failed", "stopped", "lost")
@@ -79,7 +79,8 @@ CREATE TABLE IF NOT EXISTS runs (
     samples_per_s REAL,
     error_info TEXT,
     notices TEXT,
-    cluster TEXT
+    cluster TEXT,
+    samples TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_name ON runs(name, created);
 CREATE INDEX IF NOT EXISTS runs_experiment ON runs(experiment, created);
@@ -127,7 +128,7 @@ _V3_COLUMNS = (
     ("error_info", "TEXT"),
     ("notices", "TEXT"),
 )
-_JSON_COLUMNS = {"hparams", "trainer_args", "devices", "info", "error_info", "notices", "cluster"}
+_JSON_COLUMNS = {"hparams", "trainer_args", "devices", "info", "error_info", "notices", "cluster", "samples"}
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ class RunRecord:
     notices: list[dict[str, Any]] | None = None
     #: a cluster run's addresses, job and channel (:mod:`jupyter_ext.cluster`); None: local
     cluster: dict[str, Any] | None = None
+    samples: list[dict[str, Any]] | None = None
 
     @property
     def active(self) -> bool:
@@ -353,6 +355,10 @@ class Store:
                     # v4: where a cluster run lives (its cluster's addresses, the job and
                     # the channel the workspace's sync drains); NULL for local runs
                     c.execute("ALTER TABLE runs ADD COLUMN cluster TEXT")
+                if 1 <= version <= 4:
+                    # v5: a fine-tune's sample generations at its validations (JSON:
+                    # [{"step", "epoch", "samples": [{"prompt", "output"}]}], newest last)
+                    c.execute("ALTER TABLE runs ADD COLUMN samples TEXT")
                 c.execute("CREATE INDEX IF NOT EXISTS runs_updated ON runs(updated)")
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
