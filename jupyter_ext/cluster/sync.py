@@ -16,6 +16,7 @@ run's heartbeat goes stale and the views show it lost, then running again.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -56,6 +57,12 @@ class ClusterSync(threading.Thread):
         self._stop_sent: set[str] = set()
         self._silent_since: dict[str, float] = {}
         self._done = threading.Event()
+        # Ray calls go through one caller thread, so a cluster that stops answering blocks
+        # it rather than this thread (see tick())
+        self._caller = concurrent.futures.ThreadPoolExecutor(1, "jupyter-ext-cluster-call")
+        self._call: concurrent.futures.Future[None] | None = None
+        self._call_started = 0.0
+        self._downloading = False
         self.errors: dict[str, str] = {}  # run id -> the last error (for the views, tests)
 
     def run(self) -> None:
@@ -64,11 +71,8 @@ class ClusterSync(threading.Thread):
                 self.tick()
             except Exception as exc:  # a bad tick must not end the thread
                 log.warning("cluster sync: %s", exc)
-        if self._connected is not None:  # a Ray Client would go on reconnecting
-            import ray
-
-            with contextlib.suppress(Exception):
-                ray.shutdown()
+        if self._connected is not None and not self._in_call():
+            self._shutdown_ray()  # a Ray Client would go on reconnecting
 
     def stop(self) -> None:
         self._done.set()
@@ -78,15 +82,45 @@ class ClusterSync(threading.Thread):
         return pending_runs(self.store)
 
     def tick(self) -> None:
-        pending = self.pending()
-        if not pending and self._connected is not None:
-            # nothing to bring in: let go of the cluster (a Ray Client connection keeps
-            # reconnecting in the background, even to a cluster that is gone)
-            import ray
+        """One look at the cluster: every pending run drained and its job checked.
 
-            with contextlib.suppress(Exception):
-                ray.shutdown()
-            self._connected = None
+        The calls to Ray run in a caller thread under a deadline: a cluster that stops
+        answering mid-call (a Ray Client reconnecting, a frozen head) blocks that thread,
+        not this one, so the runs are shown unreachable, then lost, while it waits.
+        """
+        pending = self.pending()
+        if self._in_call():
+            self._overdue(pending)  # the last look has not come back yet
+            return
+        if not pending:
+            if self._connected is not None:
+                # nothing to bring in: let go of the cluster (a Ray Client connection keeps
+                # reconnecting in the background, even to a cluster that is gone)
+                self._shutdown_ray()
+            return
+        self._call = self._caller.submit(self._look, pending)
+        self._call_started = time.monotonic()
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            self._call.result(timeout=CALL_TIMEOUT_S)
+        if self._in_call():
+            self._overdue(pending)
+
+    def _in_call(self) -> bool:
+        return self._call is not None and not self._call.done()
+
+    def _overdue(self, pending: list[Any]) -> None:
+        """The caller thread is still in a call: past its deadline, the cluster is not
+        answering (a checkpoint download gets ``FILE_TIMEOUT_S``)."""
+        waited = time.monotonic() - self._call_started
+        limit = FILE_TIMEOUT_S if self._downloading else CALL_TIMEOUT_S
+        if waited <= limit:
+            return
+        for row in pending:
+            self.errors[row.id] = f"no answer in {waited:.0f} s"
+            self._unreachable(row)
+
+    def _look(self, pending: list[Any]) -> None:
+        """In the caller thread: drain every pending run, then check its job."""
         for row in pending:
             try:
                 self._drain(row)
@@ -97,6 +131,13 @@ class ClusterSync(threading.Thread):
             else:
                 self._reached(row)
             self._check_job(row)
+
+    def _shutdown_ray(self) -> None:
+        import ray
+
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        self._connected = None
 
     def _unreachable(self, row: Any) -> None:
         """The cluster has not answered for ``lost_after_s``: show the run as lost, with
@@ -137,11 +178,7 @@ class ClusterSync(threading.Thread):
     def _disconnect_if_down(self, exc: Exception) -> None:
         text = str(exc).lower()
         if any(w in text for w in ("unavailable", "connection", "failed to connect", "timed out")):
-            import ray
-
-            with contextlib.suppress(Exception):
-                ray.shutdown()
-            self._connected = None
+            self._shutdown_ray()
 
     # -- draining ---------------------------------------------------------------------
     def _drain(self, row: Any) -> None:
@@ -192,7 +229,12 @@ class ClusterSync(threading.Thread):
                 if not target.exists():
                     target.parent.mkdir(parents=True, exist_ok=True)
                     tmp = target.with_suffix(target.suffix + ".part")
-                    tmp.write_bytes(ray.get(actor.file.remote(name), timeout=FILE_TIMEOUT_S))
+                    self._downloading = True
+                    try:
+                        data = ray.get(actor.file.remote(name), timeout=FILE_TIMEOUT_S)
+                    finally:
+                        self._downloading = False
+                    tmp.write_bytes(data)
                     tmp.replace(target)
                 values[key] = str(target)
         if "run_dir" in values:
