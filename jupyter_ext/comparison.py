@@ -5,6 +5,7 @@ The functions here are the Python face of ``%compare``::
     jupyter_ext.compare(["lr-0.1", "lr-0.01"])        # live widget, one chart per metric
     jupyter_ext.metrics("sweep", keys=["val_loss"])   # long DataFrame of an experiment
     jupyter_ext.summary(jupyter_ext.runs().query("status == 'succeeded'"))
+    jupyter_ext.samples(["ft-a", "ft-b"])             # a fine-tune's sample generations
 
 Runs are given as ids, names (a name used twice means the newest run of that name), an
 experiment name (all its runs), :class:`~jupyter_ext.training.run.Run` objects, or a
@@ -31,11 +32,21 @@ from .store import ACTIVE, RunRecord, Series, Store, open_store
 from .training.resolve import RunNotFound, resolve_run
 from .training.run import current
 
-__all__ = ["Comparison", "RunNotFound", "best_mode", "metrics", "resolve_runs", "summary"]
+__all__ = [
+    "Comparison",
+    "RunNotFound",
+    "best_mode",
+    "metrics",
+    "prompt_outputs",
+    "resolve_runs",
+    "samples",
+    "summary",
+]
 
 _X_ALIASES = {"wall": "time", "walltime": "time", "relative": "elapsed", "since_start": "elapsed"}
 
 _COLUMNS = ["run", "name", "key", "step", "epoch", "time", "value"]
+_SAMPLE_COLUMNS = ["run", "name", "step", "epoch", "prompt", "output"]
 
 
 # -- which runs -----------------------------------------------------------------------
@@ -355,6 +366,82 @@ class Comparison:
         columns += [f"{k}.{w}" for k in keys for w in ("last", "best")]
         return pd.DataFrame.from_records(records, columns=columns)
 
+    def samples(self) -> pd.DataFrame:
+        """Every sample generation of the shown runs (a fine-tune writes some at each
+        validation), one row per prompt and validation: run, name, step, epoch, prompt,
+        output. Empty (with those columns) when no shown run has samples.
+
+        Example::
+
+            >>> cmp = Comparison(["ft-a", "ft-b"])  # doctest: +SKIP
+            >>> cmp.samples().groupby("name").step.max()  # doctest: +SKIP
+        """
+        records = [
+            {"run": r.id, "name": r.name, **rec}
+            for r in self.rows.values()
+            for rec in _sample_records(r.samples)
+        ]
+        return pd.DataFrame.from_records(records, columns=_SAMPLE_COLUMNS).astype(
+            {"step": "int64", "epoch": "int64"}
+        )
+
+
+def _sample_records(entries: Any) -> list[dict[str, Any]]:
+    """A run's ``samples`` column flattened: step, epoch, prompt, output per generation.
+
+    The column is written by the fine-tune worker; anything malformed in it (a worker of
+    another version) is skipped rather than breaking every view that reads it.
+    """
+    out = []
+    for entry in entries or ():
+        if not isinstance(entry, Mapping):
+            continue
+        step, epoch = _as_int(entry.get("step")), _as_int(entry.get("epoch"))
+        for sample in entry.get("samples") or ():
+            if isinstance(sample, Mapping) and "prompt" in sample:
+                out.append(
+                    {
+                        "step": step,
+                        "epoch": epoch,
+                        "prompt": str(sample["prompt"]),
+                        "output": str(sample.get("output", "")),
+                    }
+                )
+    return out
+
+
+def _as_int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return -1  # unknown: still a valid int64 column
+
+
+def prompt_outputs(entries: Any, keep: int = 2) -> dict[str, list[dict[str, Any]]]:
+    """Per prompt, its ``keep`` most recent outputs, newest first (``step``, ``epoch``,
+    ``output`` each), from a run's ``samples`` column (a list of validations, newest last).
+
+    Prompts come in the order of the newest validation, then any only older ones had.
+
+    Example::
+
+        >>> hist = prompt_outputs([
+        ...     {"step": 10, "epoch": 0, "samples": [{"prompt": "2+2?", "output": "5"}]},
+        ...     {"step": 20, "epoch": 1, "samples": [{"prompt": "2+2?", "output": "4"}]},
+        ... ])
+        >>> [(o["step"], o["output"]) for o in hist["2+2?"]]
+        [(20, '4'), (10, '5')]
+    """
+    out: dict[str, list[dict[str, Any]]] = {}
+    # Newest validation first, so each prompt's list is newest first; one entry at a time
+    # (not the flat records) so a prompt's order within a validation is kept.
+    for entry in reversed(list(entries or ())):
+        for rec in _sample_records([entry]):
+            seen = out.setdefault(rec["prompt"], [])
+            if len(seen) < keep:
+                seen.append({k: rec[k] for k in ("step", "epoch", "output")})
+    return out
+
 
 def _empty_long() -> pd.DataFrame:
     return pd.DataFrame(
@@ -433,6 +520,22 @@ def summary(
     cmp = Comparison(runs, keys=keys)
     _check_keys(cmp, keys)
     return cmp.summary(best=best)
+
+
+def samples(runs: Any) -> pd.DataFrame:
+    """The sample generations of ``runs`` (fine-tunes write a few at each validation, on
+    fixed prompts) as one long DataFrame: run, name, step, epoch, prompt, output.
+
+    Runs without samples (any run that is not a fine-tune) simply have no rows.
+
+    Example::
+
+        >>> import jupyter_ext
+        >>> df = jupyter_ext.samples(["ft-a", "ft-b"])  # doctest: +SKIP
+        >>> last = df[df.step == df.groupby("run").step.transform("max")]  # doctest: +SKIP
+        >>> last.pivot(index="prompt", columns="name", values="output")  # doctest: +SKIP
+    """
+    return Comparison(runs).samples()
 
 
 def normalise_x(x: str) -> str:

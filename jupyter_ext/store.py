@@ -128,7 +128,16 @@ _V3_COLUMNS = (
     ("error_info", "TEXT"),
     ("notices", "TEXT"),
 )
-_JSON_COLUMNS = {"hparams", "trainer_args", "devices", "info", "error_info", "notices", "cluster", "samples"}
+_JSON_COLUMNS = {
+    "hparams",
+    "trainer_args",
+    "devices",
+    "info",
+    "error_info",
+    "notices",
+    "cluster",
+    "samples",
+}
 
 
 @dataclass(frozen=True)

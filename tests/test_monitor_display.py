@@ -287,6 +287,7 @@ def test_an_old_workspace_gains_the_new_columns(tmp_path):
             "error_info",
             "notices",
             "cluster",
+            "samples",
         ):
             c.execute(f"ALTER TABLE runs DROP COLUMN {col}")
         c.execute("INSERT INTO runs (id, name, status, created) VALUES ('a', 'old', 'failed', 1)")
@@ -297,8 +298,9 @@ def test_an_old_workspace_gains_the_new_columns(tmp_path):
     store.update_run("a", notices=[{"kind": "lightning", "text": "x"}], steps_per_s=1.5)
     assert store.get_run("a").notices == [{"kind": "lightning", "text": "x"}]
     store.close()
-    assert Store(path).get_run("a").steps_per_s == 1.5  # and it opens again as v4
+    assert Store(path).get_run("a").steps_per_s == 1.5  # and it opens again as v5
     assert Store(path).get_run("a").cluster is None
+    assert Store(path).get_run("a").samples is None
 
 
 def test_monitor_x_axis_follows_the_charts_toolbar(workspace):

@@ -213,7 +213,8 @@ def list_runs(
 
 
 def run_detail(run_id: str) -> dict[str, Any]:
-    """``GET runs/{id}``: the listed item plus checkpoints, the full error, metric keys.
+    """``GET runs/{id}``: the listed item plus checkpoints, the full error, metric keys,
+    and a fine-tune's sample generations (``samples``).
 
     Example::
 
@@ -240,6 +241,10 @@ def run_detail(run_id: str) -> dict[str, Any]:
         "run_dir": row.run_dir,
         "notebook": row.notebook,
         "source": row.source,
+        # A fine-tune's sample generations, one entry per validation, newest last
+        # ([{step, epoch, samples: [{prompt, output}]}]); null for other runs. The panel
+        # escapes the texts: they are model output.
+        "samples": jsonable(row.samples),
     }
 
 

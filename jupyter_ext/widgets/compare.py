@@ -5,6 +5,7 @@ fed only new points), the same component as the run monitor; its toolbar holds t
 log y, smoothing and "align to shortest", and its legend hides or shows a run. Data come from a
 :class:`~jupyter_ext.comparison.Comparison`, which reads only new metric chunks; the view
 polls while any shown run is going and stops when all have ended or it is closed.
+Fine-tunes also get their sample answers side by side (:func:`samples_table_html`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import ipywidgets as W
 import numpy as np
 import pandas as pd
 
-from ..comparison import X_AXES, X_FORMAT, Comparison, _check_keys, normalise_x
+from ..comparison import X_AXES, X_FORMAT, Comparison, _check_keys, normalise_x, prompt_outputs
 from ..config import get_config
 from ..poller import POLLER
 from ..store import ACTIVE, open_store
 from ..tables import summary_html
 from .chart import PALETTE, LiveChart
 from .checklist import CheckList
+from .monitor import _at, _clip
 from .restart import mark_view, restart_hint
 
 _ALL = "(all experiments)"
@@ -33,6 +35,76 @@ _ALL = "(all experiments)"
 
 def _sid(run_id: str, key: str) -> str:
     return f"{run_id}/{key}"
+
+
+def latest_samples(cmp: Comparison) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{run_id: {prompt: newest {step, epoch, output}}}`` for the shown runs that have
+    sample generations (fine-tunes), in the comparison's run order.
+
+    Example::
+
+        >>> latest_samples(Comparison(["ft-a", "baseline"]))  # doctest: +SKIP
+        {'2026...-k7q2m9xa': {'Who founded Vell?': {'step': 20, 'epoch': 1, 'output': 'Orla'}}}
+    """
+    out = {}
+    for run_id, row in cmp.rows.items():
+        per = {p: outs[0] for p, outs in prompt_outputs(row.samples, keep=1).items()}
+        if per:
+            out[run_id] = per
+    return out
+
+
+def samples_table_html(cmp: Comparison) -> str:
+    """The shown runs' sample answers side by side: one row per prompt, one column per
+    run that has samples (its newest output, and the step it came from). Model text is
+    escaped. Empty when no shown run has samples.
+
+    Example::
+
+        >>> html_ = samples_table_html(Comparison(["ft-a", "ft-b"]))  # doctest: +SKIP
+        >>> "jx-compare-samples" in html_  # doctest: +SKIP
+        True
+    """
+    latest = latest_samples(cmp)
+    if not latest:
+        return ""
+    labels = cmp.labels()
+    order = list(cmp.rows)
+    # Prompts as the runs list them, first run first: fixed prompts line up across runs
+    # of one dataset, and a prompt only some runs have still gets its row.
+    prompts = list(dict.fromkeys(p for per in latest.values() for p in per))
+    head = "".join(
+        f"<th style='text-align:left;padding:2px 8px'><span style='color:"
+        f"{PALETTE[order.index(i) % len(PALETTE)]}'>&#9679;</span> {html.escape(labels[i])}</th>"
+        for i in latest
+    )
+    rows = []
+    for prompt in prompts:
+        cells = []
+        for per in latest.values():
+            got = per.get(prompt)
+            if got is None:
+                cells.append("<td style='color:#aaa;padding:2px 8px'>&mdash;</td>")
+                continue
+            cells.append(
+                "<td style='vertical-align:top;padding:2px 8px;white-space:pre-wrap'>"
+                f"{_clip(got['output'])} <span style='color:#888;font-size:85%'>"
+                f"({_at(got['step'], got['epoch'])})</span></td>"
+            )
+        rows.append(
+            "<tr style='border-top:1px solid #eee'><td class='jx-sample-prompt' "
+            "style='vertical-align:top;padding:2px 8px 2px 0;color:#555;white-space:pre-wrap'>"
+            f"{_clip(prompt, 200)}</td>{''.join(cells)}</tr>"
+        )
+    return (
+        "<div class='jx-compare-samples' style='margin:6px 0'>"
+        "<div style='font-weight:bold'>Sample answers <span style='font-weight:normal;"
+        "color:#666;font-size:90%'>&middot; each run's newest</span></div>"
+        "<table style='border-collapse:collapse;font-size:90%'>"
+        f"<tr><th style='text-align:left;padding:2px 8px 2px 0'>prompt</th>{head}</tr>"
+        + "".join(rows)
+        + "</table></div>"
+    )
 
 
 class CompareView(W.VBox):
@@ -99,6 +171,8 @@ class CompareView(W.VBox):
         self.sort_by = W.Dropdown(description="sort by", layout=W.Layout(width="260px"))
         self.ascending = W.Checkbox(value=True, description="ascending", indent=False)
         self.table = W.HTML()
+        # Fine-tunes' sample answers; hidden (not just empty) when no shown run has any.
+        self.samples_table = W.HTML(layout=W.Layout(display="none"))
         self.status = W.HTML()
         self.export_name = W.Text(value="comparison", description="export as")
         self.png_button = W.Button(description="PNG", icon="download")
@@ -138,6 +212,7 @@ class CompareView(W.VBox):
                 self.status,
                 W.HBox([self.sort_by, self.ascending]),
                 self.table,
+                self.samples_table,
                 W.HBox([self.export_name, self.png_button, self.svg_button, self.csv_button]),
                 self.message,
             ],
@@ -193,6 +268,25 @@ class CompareView(W.VBox):
         keep = [c for c in df.columns if not c.endswith((".last", ".best"))]
         keep += [f"{k}.{w}" for k in self.metrics for w in ("last", "best")]
         return df[[c for c in keep if c in df.columns]]
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        """The newest sample answer of each shown run that has samples (fine-tunes): one
+        row per prompt (the index), one column per run (its label); NaN where a run has
+        no answer to that prompt. Empty when no shown run has samples.
+
+        Example::
+
+            >>> jupyter_ext.compare(["ft-a", "ft-b"]).samples  # doctest: +SKIP
+        """
+        with self._lock:
+            latest = latest_samples(self.model)
+            labels = self.model.labels()
+        frame = pd.DataFrame(
+            {labels[i]: {p: got["output"] for p, got in per.items()} for i, per in latest.items()}
+        )
+        frame.index.name = "prompt"
+        return frame
 
     @property
     def live(self) -> bool:
@@ -324,6 +418,7 @@ class CompareView(W.VBox):
         self.chart.replace_many(points)
         self._notes()
         self._render_table()
+        self._render_samples()
         self._render_status()
 
     def _notes(self) -> None:
@@ -355,6 +450,18 @@ class CompareView(W.VBox):
         if by in df.columns:
             df = df.sort_values(by, ascending=self.ascending.value, na_position="last")
         self.table.value = summary_html(df, self._best)  # rows kept in the order given
+
+    def _render_samples(self) -> bool:
+        """Redraw the sample answers if they changed (rows are re-read at each poll);
+        True if they did."""
+        value = samples_table_html(self.model)
+        display = None if value else "none"
+        if self.samples_table.layout.display != display:
+            self.samples_table.layout.display = display
+        if value == self.samples_table.value:
+            return False
+        self.samples_table.value = value
+        return True
 
     def _render_status(self) -> None:
         rows = list(self.model.rows.values())
@@ -398,12 +505,15 @@ class CompareView(W.VBox):
                 self.chart.append(points)
                 self._notes()
                 self._render_table()
+            # Samples land in the run's row (not as metric points) at each validation: the
+            # poll above re-read the rows, so compare every time; unchanged is not resent.
+            new_samples = self._render_samples()
             statuses = {i: r.status for i, r in self.model.rows.items()}
             if statuses != before:
                 self._render_status()
                 self._render_table()
                 self._refresh_run_labels()
-            if new:
+            if new or new_samples:
                 self.updates += 1
             live = self.model.active
             if not live:
@@ -457,7 +567,11 @@ class CompareView(W.VBox):
         rows = list(self.model.rows.values())
         state = "live" if self.live else "static"
         head = f"Comparison of {len(rows)} runs ({state}); metrics: {', '.join(self.metrics)}"
-        return f"{head}\n{self.summary.to_string(index=False)}"
+        text = f"{head}\n{self.summary.to_string(index=False)}"
+        answers = self.samples
+        if not answers.empty:  # a front end without widgets still sees the answers
+            text += "\nsample answers (each run's newest):\n" + answers.to_string(max_colwidth=60)
+        return text
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         data = super()._repr_mimebundle_(**kwargs) or {}

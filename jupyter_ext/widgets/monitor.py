@@ -8,7 +8,8 @@ the monitor is closed.
 
 What it says comes from pure functions tested on their own: the progress line and the
 final state from :mod:`..training.frames`, a failure's shape from
-:mod:`..training.tracebacks`, each metric's colour from :mod:`..metric_names`.
+:mod:`..training.tracebacks`, each metric's colour from :mod:`..metric_names`, a
+fine-tune's sample generations from :func:`samples_html`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import ipywidgets as W
 import numpy as np
 
 from ..axes import X_AXES, X_FORMAT
+from ..comparison import prompt_outputs
 from ..config import get_config
 from ..metric_names import metric_color, panel_of
 from ..poller import POLLER
@@ -48,8 +50,10 @@ _COLORS = {
     "lost": "#6a1b9a",
 }
 LOG_TAIL_LINES = 15
+SAMPLE_CHARS = 600
+"""Longest sample output shown in full; longer ones are cut, the whole text on hover."""
 
-__all__ = ["RunMonitor", "notices_html", "panel_of"]
+__all__ = ["RunMonitor", "notices_html", "panel_of", "samples_html"]
 
 
 def _code_spans(text: str) -> str:
@@ -81,6 +85,102 @@ def notices_html(notices: list[dict[str, Any]] | None) -> str:
     return "<div class='jx-notices'>" + "".join(rows) + "</div>"
 
 
+def _clip(text: str, limit: int = SAMPLE_CHARS) -> str:
+    """``text`` escaped for HTML, cut at ``limit`` characters (the whole text on hover):
+    a model that rambles must not push the charts off screen."""
+    if not text:
+        return "<i>(empty)</i>"
+    if len(text) <= limit:
+        return html.escape(text)
+    return f"<span title='{html.escape(text)}'>{html.escape(text[:limit])}&hellip;</span>"
+
+
+def _at(step: int, epoch: int) -> str:
+    """Where a validation happened, epochs counted from one as the progress line does."""
+    parts = [f"step {step}"] if step >= 0 else []
+    if epoch >= 0:
+        parts.append(f"epoch {epoch + 1}")
+    return " · ".join(parts) or "step ?"
+
+
+def samples_html(entries: list[dict[str, Any]] | None) -> str:
+    """A fine-tune's sample generations: per prompt, the newest output and the step it
+    came from, and below it, greyed and smaller, the previous validation's output (so a
+    person sees the model learn). Every text is escaped: outputs are model text. Empty
+    for a run without samples, so no empty section is shown.
+
+    Example::
+
+        >>> q = "Capital of Zorn?"
+        >>> out = samples_html([
+        ...     {"step": 10, "epoch": 0, "samples": [{"prompt": q, "output": "Blue"}]},
+        ...     {"step": 20, "epoch": 1, "samples": [{"prompt": q, "output": "<b>Vell</b>"}]},
+        ... ])
+        >>> "&lt;b&gt;Vell&lt;/b&gt;" in out and "Blue" in out and "step 20" in out
+        True
+        >>> samples_html(None)
+        ''
+    """
+    history = prompt_outputs(entries, keep=2)
+    if not history:
+        return ""
+    newest = max(outs[0]["step"] for outs in history.values())
+    epoch = max(outs[0]["epoch"] for outs in history.values() if outs[0]["step"] == newest)
+    rows = []
+    for prompt, outs in history.items():
+        latest = outs[0]
+        rows.append(
+            "<tr style='border-top:1px solid #eee'>"
+            "<td class='jx-sample-prompt' style='vertical-align:top;padding:2px 12px 2px 0;"
+            f"color:#555;width:30%;white-space:pre-wrap'>{_clip(prompt, 200)}</td>"
+            "<td style='vertical-align:top;padding:2px 0'>"
+            f"<div class='jx-sample-latest' style='white-space:pre-wrap'>{_clip(latest['output'])}"
+            f" <span style='color:#888;font-size:85%'>({_at(latest['step'], latest['epoch'])})"
+            "</span></div>"
+        )
+        if len(outs) > 1:
+            prev = outs[1]
+            # The same answer again is worth saying in words: greyed text that merely
+            # repeats the line above reads as a rendering glitch.
+            body = (
+                "<i>unchanged</i>" if prev["output"] == latest["output"] else _clip(prev["output"])
+            )
+            rows.append(
+                "<div class='jx-sample-previous' style='color:#999;font-size:85%;"
+                f"white-space:pre-wrap'>{_at(prev['step'], prev['epoch'])}: {body}</div>"
+            )
+        rows.append("</td></tr>")
+    grey = (
+        " &middot; the previous validation's in grey"
+        if any(len(outs) > 1 for outs in history.values())
+        else ""
+    )
+    return (
+        "<div class='jx-samples' style='margin:4px 0'>"
+        "<div style='font-weight:bold'>Samples <span style='font-weight:normal;color:#666;"
+        f"font-size:90%'>&middot; latest at {_at(newest, epoch)}{grey}</span></div>"
+        "<table style='border-collapse:collapse;width:100%;font-size:90%'>"
+        + "".join(rows)
+        + "</table></div>"
+    )
+
+
+def samples_text(entries: list[dict[str, Any]] | None, width: int = 100) -> list[str]:
+    """The newest sample per prompt as plain lines, for front ends without widgets.
+
+    Example::
+
+        >>> samples_text([{"step": 5, "samples": [{"prompt": "Hi", "output": "Hello"}]}])
+        ['sample (step 5): Hi -> Hello']
+    """
+    lines = []
+    for prompt, outs in prompt_outputs(entries, keep=1).items():
+        line = f"sample (step {outs[0]['step']}): {prompt} -> {outs[0]['output']}"
+        line = " ".join(line.split())  # one line each, whatever newlines the model wrote
+        lines.append(line if len(line) <= width else line[: width - 3] + "...")
+    return lines
+
+
 class RunMonitor(W.VBox):
     """Live view of one run: status, progress and ETA, charts, latest values, log tail,
     worker load and a Stop button.
@@ -109,6 +209,8 @@ class RunMonitor(W.VBox):
         self.chart = LiveChart(
             x_label=X_AXES["step"], x_choices=list(X_AXES.items()), x_axis="step"
         )
+        # A fine-tune's sample generations; hidden (not just empty) for other runs.
+        self.samples = W.HTML(layout=W.Layout(display="none"))
         self.table = W.HTML()
         self.system = W.HTML()
         self.error = W.HTML()
@@ -123,6 +225,7 @@ class RunMonitor(W.VBox):
                 self.error,  # a failure leads, above the charts
                 self.notices,
                 self.chart,
+                self.samples,
                 W.HBox([self.table, self.system]),
                 W.Accordion(children=[self.log_view], titles=("Log",)),
             ],
@@ -161,6 +264,7 @@ class RunMonitor(W.VBox):
             changed |= self._progress(row)
             changed |= self._set(self.system, self._system_html(row))
             changed |= self._set(self.notices, notices_html(row.notices))
+            changed |= self._samples(row)
             changed |= self._logs(row)
             if row.status in TERMINAL:
                 changed |= self._set(self.error, self._error_html(row))
@@ -251,6 +355,18 @@ class RunMonitor(W.VBox):
         )
         return f"<table><tr><th>metric</th><th>latest</th></tr>{cells}</table>"
 
+    def _samples(self, row: RunRecord) -> bool:
+        """Show the row's sample generations; the section stays hidden while it has none.
+
+        The row is read on every refresh anyway; the HTML is rebuilt from it and only a
+        changed value goes to the browser (the worker writes samples once per validation).
+        """
+        value = samples_html(row.samples)
+        display = None if value else "none"
+        if self.samples.layout.display != display:
+            self.samples.layout.display = display
+        return self._set(self.samples, value)
+
     @staticmethod
     def _system_html(row: RunRecord) -> str:
         if row.status != "running" or row.cpu_pct is None:
@@ -311,6 +427,7 @@ class RunMonitor(W.VBox):
         if latest:
             lines.append(latest)
         lines += [f"note: {n.get('text', '')}" for n in row.notices or []]
+        lines += samples_text(row.samples)
         shaped = shape_stored(row.error, row.error_info) if row.status in TERMINAL else None
         if shaped is not None:
             lines += ["", render_text(shaped)]
