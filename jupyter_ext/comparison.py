@@ -28,6 +28,7 @@ import pandas as pd
 
 from .axes import X_AXES, X_FORMAT  # noqa: F401 (re-exported: comparison.X_AXES)
 from .metric_names import best_mode
+from .sample_texts import prompt_outputs, sample_records
 from .store import ACTIVE, RunRecord, Series, Store, open_store
 from .training.resolve import RunNotFound, resolve_run
 from .training.run import current
@@ -379,68 +380,11 @@ class Comparison:
         records = [
             {"run": r.id, "name": r.name, **rec}
             for r in self.rows.values()
-            for rec in _sample_records(r.samples)
+            for rec in sample_records(r.samples)
         ]
         return pd.DataFrame.from_records(records, columns=_SAMPLE_COLUMNS).astype(
             {"step": "int64", "epoch": "int64"}
         )
-
-
-def _sample_records(entries: Any) -> list[dict[str, Any]]:
-    """A run's ``samples`` column flattened: step, epoch, prompt, output per generation.
-
-    The column is written by the fine-tune worker; anything malformed in it (a worker of
-    another version) is skipped rather than breaking every view that reads it.
-    """
-    out = []
-    for entry in entries or ():
-        if not isinstance(entry, Mapping):
-            continue
-        step, epoch = _as_int(entry.get("step")), _as_int(entry.get("epoch"))
-        for sample in entry.get("samples") or ():
-            if isinstance(sample, Mapping) and "prompt" in sample:
-                out.append(
-                    {
-                        "step": step,
-                        "epoch": epoch,
-                        "prompt": str(sample["prompt"]),
-                        "output": str(sample.get("output", "")),
-                    }
-                )
-    return out
-
-
-def _as_int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return -1  # unknown: still a valid int64 column
-
-
-def prompt_outputs(entries: Any, keep: int = 2) -> dict[str, list[dict[str, Any]]]:
-    """Per prompt, its ``keep`` most recent outputs, newest first (``step``, ``epoch``,
-    ``output`` each), from a run's ``samples`` column (a list of validations, newest last).
-
-    Prompts come in the order of the newest validation, then any only older ones had.
-
-    Example::
-
-        >>> hist = prompt_outputs([
-        ...     {"step": 10, "epoch": 0, "samples": [{"prompt": "2+2?", "output": "5"}]},
-        ...     {"step": 20, "epoch": 1, "samples": [{"prompt": "2+2?", "output": "4"}]},
-        ... ])
-        >>> [(o["step"], o["output"]) for o in hist["2+2?"]]
-        [(20, '4'), (10, '5')]
-    """
-    out: dict[str, list[dict[str, Any]]] = {}
-    # Newest validation first, so each prompt's list is newest first; one entry at a time
-    # (not the flat records) so a prompt's order within a validation is kept.
-    for entry in reversed(list(entries or ())):
-        for rec in _sample_records([entry]):
-            seen = out.setdefault(rec["prompt"], [])
-            if len(seen) < keep:
-                seen.append({k: rec[k] for k in ("step", "epoch", "output")})
-    return out
 
 
 def _empty_long() -> pd.DataFrame:

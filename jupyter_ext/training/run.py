@@ -242,7 +242,32 @@ class Run:
         """The run's model with the weights of its best (else last) checkpoint.
 
         The model object comes from the run's own payload (its class travels with it),
-        so this works for classes defined only in a notebook.
+        so this works for classes defined only in a notebook. A model that builds its
+        layers in ``configure_model()`` has it called first. For a fine-tune (a run of
+        :func:`jupyter_ext.finetune`) this is the transformers model with the adapter
+        merged; its tokenizer is the base's (``AutoTokenizer.from_pretrained(base)``), and
+        :meth:`export` writes both.
+
+        Example::
+
+            >>> model = run.load_model()  # doctest: +SKIP
+            >>> model.generate(**tok("Ada's cat is", return_tensors="pt"))  # doctest: +SKIP
+        """
+        model = self.trained_module(checkpoint)
+        if hasattr(model, "merged_model"):  # a fine-tune: the adapter merged into its base
+            return model.merged_model()
+        return model
+
+    def trained_module(self, checkpoint: str | None = None) -> Any:
+        """The run's LightningModule itself with a checkpoint's weights, in eval mode: what
+        :meth:`load_model` returns, except for a fine-tune, where this is the
+        :class:`~jupyter_ext.llm.module.FineTuneModule` (the peft model as ``.model``, and
+        ``.chat()`` / ``.complete()`` for a quick greedy answer).
+
+        Example::
+
+            >>> run.trained_module().chat("What is Ada's cat called?")  # doctest: +SKIP
+            'Pixel.'
         """
         import torch
 
@@ -253,9 +278,28 @@ class Run:
                 "checkpoints are written at the end of each epoch and when a run stops"
             )
         model = payload_mod.load(self.run_dir / PAYLOAD)["model"]
+        if _overrides(model, "configure_model"):
+            # the model builds its layers in this hook (a fine-tune loads its base there):
+            # without them there is nothing to load the weights into
+            model.configure_model()
         state = torch.load(path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["state_dict"])
         return model.eval()
+
+    def export(self, out_dir: str | os.PathLike[str], merged: bool = True) -> Path:
+        """Write a fine-tune (a run of :func:`jupyter_ext.finetune`) as a Hugging Face
+        directory: the adapter merged into the base's weights (safetensors), config,
+        tokenizer and chat template; ``merged=False``: the LoRA adapter alone in PEFT's
+        format. Returns the directory.
+
+        Example::
+
+            >>> out = run.export("my-model")  # doctest: +SKIP
+            >>> AutoModelForCausalLM.from_pretrained(out)  # doctest: +SKIP
+        """
+        from ..llm.export import export_run
+
+        return export_run(self, out_dir, merged=merged)
 
     def monitor(self) -> Any:
         """The live monitor widget of this run (the same one each time)."""

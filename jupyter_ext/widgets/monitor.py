@@ -24,11 +24,11 @@ import ipywidgets as W
 import numpy as np
 
 from ..axes import X_AXES, X_FORMAT
-from ..comparison import prompt_outputs
 from ..config import get_config
 from ..metric_names import metric_color, panel_of
 from ..poller import POLLER
 from ..procs import log_tail
+from ..sample_texts import prompt_outputs
 from ..store import TERMINAL, RunRecord
 from ..training.frames import log_interval_note, progress_of, progress_text, without_ads
 from ..training.tracebacks import render_html, render_text, shape_stored
