@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .client import Deployment
 from .export import CACHE_DIR, CHOICES, as_example, cpu_eval_model, export_model
 from .protocol import hash_key
-from .records import current, current_all
+from .records import check_name, current, current_all
 from .server import ENGINES
 from .targets import DeployJob, DeployTarget, ServeOptions, get_target, target_names
 
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
     from .export import ExportResult
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 COLUMNS = ["name", "target", "status", "url", "format", "engine", "created", "path", "error"]
 
 
@@ -56,6 +55,9 @@ def deploy(
     tolerance: float = 1e-4,
     timeout: float = 120.0,
     verbose: bool = True,
+    tokenizer: Any = None,
+    adapters: dict[str, Any] | None = None,
+    dtype: str | None = None,
 ) -> Deployment:
     """Deploy a model: a local inference server (``target='local'``) or a bundle directory.
 
@@ -73,12 +75,37 @@ def deploy(
     queued). ``workers`` is LitServe's (``engine='litserve'``). Raises ``DeployError`` saying
     what failed (the server's log included) when the deployment could not be made.
 
+    Text generation: ``model`` may also be a fine-tune's ``Run``, a Hugging Face model (or
+    PEFT adapter) directory, or a transformers model with ``tokenizer=``; the server then
+    speaks the OpenAI API under ``{url}/v1`` (:mod:`.textgen`), generating with
+    transformers (``engine='transformers'``, the default) or vLLM (``engine='vllm'``, where
+    installed on a GPU). ``adapters={"name": run_or_adapter_dir}`` serves more fine-tunes
+    of the same base as more model names from the one server. ``dtype``: the weights'
+    dtype in the server (default: bfloat16 on CUDA, float32 on CPU).
+
     Example::
 
         >>> dep = jupyter_ext.deploy(model, example=torch.randn(4, 13))  # doctest: +SKIP
         >>> dep.predict(torch.randn(2, 13))  # doctest: +SKIP
         >>> jupyter_ext.deploy(model, "bundle", out="mlp_bundle")  # doctest: +SKIP
+        >>> chat = jupyter_ext.deploy(run_a, adapters={"b": run_b})  # doctest: +SKIP
+        >>> chat.chat([{"role": "user", "content": "Hi"}])  # doctest: +SKIP
     """
+    from .textgen.deploy import is_text_model
+
+    text_source = model
+    if from_run is not None and model is None:
+        from ..training.run import get_run
+
+        run = get_run(from_run)
+        text_source = run if is_text_model(run) else None
+    if text_source is not None and (is_text_model(text_source) or tokenizer is not None):
+        return _deploy_text(
+            text_source, target, name, example, format, port, host, engine, api_key,
+            device, timeout, verbose, tokenizer, adapters, dtype,
+        )  # fmt: skip
+    if adapters is not None or tokenizer is not None:
+        raise ValueError("tokenizer= and adapters= apply to text models (a causal LM)")
     started = time.perf_counter()
     chosen = get_target(target)
     options = ServeOptions(
@@ -92,7 +119,7 @@ def deploy(
     _check_device(device)
     model, run_id, run_name = _resolve_model(model, from_run)
     x = _resolve_example(model, example)
-    name = _check_name(name or run_name or type(model).__name__.lower())
+    name = check_name(name or run_name or type(model).__name__.lower())
     was_training = model.training
     try:
         job = _job(
@@ -107,6 +134,42 @@ def deploy(
     if not outcome.ok or outcome.record is None:
         raise outcome.error()
     return Deployment(outcome.record, api_key=job.api_key, home=job.home)
+
+
+def _deploy_text(
+    source: Any,
+    target: str,
+    name: str | None,
+    example: Any,
+    fmt: str,
+    port: int | None,
+    host: str,
+    engine: str,
+    api_key: str | None,
+    device: str,
+    timeout: float,
+    verbose: bool,
+    tokenizer: Any,
+    adapters: dict[str, Any] | None,
+    dtype: str | None,
+) -> Deployment:
+    """A text-generation deployment (:mod:`.textgen.deploy`), after refusing what does
+    not apply to one."""
+    from .textgen.deploy import deploy_text
+
+    if target != "local":
+        raise ValueError(f"text models deploy to target='local' for now; got {target!r}")
+    if example is not None or fmt != "auto":
+        raise ValueError("example= and format= apply to tensor models, not to a causal LM")
+    if port is not None and (
+        isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535
+    ):
+        raise ValueError(f"port must be an integer from 1 to 65535; got {port!r}")
+    _check_device(device)
+    return deploy_text(
+        source, name=name, tokenizer=tokenizer, adapters=adapters, engine=engine, host=host,
+        port=port, api_key=api_key, device=device, dtype=dtype, timeout=timeout, verbose=verbose,
+    )  # fmt: skip
 
 
 def _check_options(options: ServeOptions, fmt: str, tolerance: float) -> None:
@@ -154,15 +217,6 @@ def _check_device(device: str) -> None:
         raise ValueError(
             f"device {device!r} is not available here ({count} CUDA devices); use device='cpu'"
         )
-
-
-def _check_name(name: str) -> str:
-    if not NAME_RE.match(name):
-        raise ValueError(
-            f"deployment name {name!r} must be 1-63 letters, digits, '_', '.', '-' (starting "
-            "with a letter or digit): it appears in URLs"
-        )
-    return name
 
 
 def _resolve_model(model: Any, from_run: Any) -> tuple[Any, str | None, str | None]:

@@ -320,3 +320,145 @@ def card_mimebundle(record: DeploymentRecord) -> dict[str, str]:
         ['text/html', 'text/plain']
     """
     return {"text/plain": card_text(record), "text/html": card_html(record)}
+
+
+# -- text-generation deployments (the OpenAI API) ------------------------------------------
+def text_card_lines(record: DeploymentRecord) -> list[tuple[str, str]]:
+    """A text deployment's card as (label, text) lines: where it serves, the model names,
+    how long the deploy took, and how to call it with the ``openai`` client.
+
+    Example::
+
+        >>> text_card_lines(open_store().get_deployment("qa"))[1]  # doctest: +SKIP
+        ('models', 'qa, qa-v2')
+    """
+    info = record.info or {}
+    where = ", ".join(
+        str(p) for p in (record.engine, f"pid {record.pid}" if record.pid else None) if p
+    )
+    base = f"{record.url}/v1"
+    lines = [(record.status, f"at {base}" + (f" ({where})" if where else ""))]
+    models = list(info.get("models") or [record.name])
+    lines.append(("models", ", ".join(models)))
+    timings = info.get("timings") or {}
+    if timings.get("total") is not None:
+        lines.append(("deploy", f"first answer {timings['total']:.2f} s after deploy()"))
+    if record.error and record.status not in ("running",):
+        first = record.error.strip().splitlines()[0]
+        lines.append(("error", first if len(first) <= 160 else first[:159] + "…"))
+    if record.status in ("running", "starting") and record.url:
+        key = bool(info.get("api_key_required"))
+        api_key = f'os.environ["{KEY_ENV}"]' if key else '"none"'
+        imports = "import os, openai" if key else "import openai"
+        lines.append(
+            (
+                "python",
+                f'{imports}\nclient = openai.OpenAI(base_url="{base}", api_key={api_key})\n'
+                f'r = client.chat.completions.create(model="{models[0]}",\n'
+                '    messages=[{"role": "user", "content": "Hello"}])\n'
+                "print(r.choices[0].message.content)",
+            )
+        )
+        auth = f' -H "Authorization: Bearer ${KEY_ENV}"' if key else ""
+        body = json.dumps({"model": models[0], "messages": [{"role": "user", "content": "Hello"}]})
+        lines.append(
+            (
+                "curl",
+                f"curl -s {base}/chat/completions -H 'content-type: application/json'{auth} "
+                f"-d '{body}'",
+            )
+        )
+    return lines
+
+
+def text_card_html(record: DeploymentRecord) -> str:
+    """The text card as HTML (the same layout as :func:`card_html`).
+
+    Example::
+
+        >>> "chat.completions" in text_card_html(record)  # doctest: +SKIP
+        True
+    """
+    (status, where), *rest = text_card_lines(record)
+    esc = html.escape
+    head = (
+        f'<div style="margin-bottom:4px">{badge(status)} <b>{esc(record.name)}</b> '
+        f'<span style="{_MONO}">{esc(where)}</span></div>'
+    )
+    rows = []
+    for label, text in rest:
+        if label in ("curl", "python"):
+            cell = (
+                f'<pre style="{_MONO}margin:0;padding:4px 8px;white-space:pre-wrap;'
+                "overflow-wrap:anywhere;background:var(--jp-layout-color2,#f5f5f5);"
+                f'border-radius:3px">{esc(text)}</pre>'
+            )
+        elif label == "error":
+            cell = f'<span style="color:#cf222e">{esc(text)}</span>'
+        else:
+            cell = esc(text)
+        rows.append(
+            '<tr><td style="padding:2px 10px 2px 0;text-align:left;vertical-align:top;'
+            f'opacity:0.7;white-space:nowrap;border:none">{esc(label)}</td>'
+            f'<td style="padding:2px 0;text-align:left;border:none;width:100%">{cell}</td></tr>'
+        )
+    table = (
+        '<table style="border-collapse:collapse;table-layout:auto;width:100%;margin:0;'
+        f'font-size:12px">{"".join(rows)}</table>'
+    )
+    return f'<div class="jupyter-ext-deployment" style="max-width:100%">{head}{table}</div>'
+
+
+def text_card_text(record: DeploymentRecord) -> str:
+    """The text card as plain text.
+
+    Example::
+
+        >>> print(text_card_text(record))  # doctest: +SKIP
+        Deployment qa: running at http://127.0.0.1:40291/v1 (transformers, pid 16564)
+        ...
+    """
+    (status, where), *rest = text_card_lines(record)
+    out = [f"Deployment {record.name}: {status} {where}"]
+    for label, text in rest:
+        if "\n" in text:
+            out.append(f"  {label}:")
+            out.extend(f"    {line}" for line in text.splitlines())
+        else:
+            out.append(f"  {label}: {text}")
+    return "\n".join(out)
+
+
+def text_card_mimebundle(record: DeploymentRecord, deployment: Any = None) -> dict[str, Any]:
+    """A text deployment's display: the card, and, while it is running and a kernel
+    shows widgets, a chat panel under it (:class:`~jupyter_ext.widgets.chat.ChatPanel`)
+    that streams the answers.
+
+    Example::
+
+        >>> sorted(text_card_mimebundle(record))  # doctest: +SKIP
+        ['text/html', 'text/plain']
+    """
+    plain, rich = text_card_text(record), text_card_html(record)
+    if deployment is None or record.status != "running" or not _widgets_live():
+        return {"text/plain": plain, "text/html": rich}
+    import ipywidgets as W
+
+    from ..widgets.chat import ChatPanel
+
+    box = W.VBox([W.HTML(rich), ChatPanel(deployment)])
+    bundle = box._repr_mimebundle_()
+    bundle = dict(bundle[0] if isinstance(bundle, tuple) else bundle)
+    bundle["text/plain"] = plain
+    bundle["text/html"] = rich  # where widgets do not render (a saved notebook, nbconvert)
+    return bundle
+
+
+def _widgets_live() -> bool:
+    """Whether a kernel that shows widgets is running this code."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +138,10 @@ class Deployment:
 
         Returns a tensor for a tensor input, else a numpy array.
         """
+        if self.is_text:
+            raise DeployError(
+                f"{self.name!r} serves text generation: use .chat(messages) or .complete(prompt)"
+            )
         if self.target != "local" or not self.url:
             raise DeployError(
                 f"{self.name!r} is a bundle, not a running server: run `python server.py` in "
@@ -174,6 +179,125 @@ class Deployment:
             return torch.from_numpy(out)
         return out
 
+    # -- text generation (a deployment serving the OpenAI API) ----------------------------
+    @property
+    def is_text(self) -> bool:
+        """Whether this deployment serves text generation (the OpenAI API under ``/v1``)."""
+        return (self._record.info or {}).get("kind") == "text"
+
+    @property
+    def models(self) -> list[str]:
+        """The model names a text deployment serves (its own name, then its adapters)."""
+        return list((self._record.info or {}).get("models") or [self.name])
+
+    def _openai_post(self, route: str, body: dict[str, Any], stream: bool, timeout: float) -> Any:
+        """POST to ``/v1/ROUTE``; the JSON answer, or (``stream``) the text pieces."""
+        import httpx
+
+        if not self.is_text or not self.url:
+            raise DeployError(f"{self.name!r} does not serve text generation (the OpenAI API)")
+        headers = {"content-type": "application/json"}
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        url = f"{self.url}/v1/{route}"
+        if not stream:
+            try:
+                r = self._http().post(url, json=body, headers=headers, timeout=timeout)
+            except httpx.TransportError as exc:
+                raise DeployError(f"cannot reach {self.name!r} at {self.url} ({exc})") from None
+            if r.status_code != 200:
+                raise self._text_error(r.status_code, r.text)
+            return r.json()
+        return self._pieces(url, {**body, "stream": True}, headers, timeout, route)
+
+    def _pieces(
+        self, url: str, body: dict[str, Any], headers: dict[str, str], timeout: float, route: str
+    ) -> Iterator[str]:
+        import httpx
+
+        try:
+            with self._http().stream("POST", url, json=body, headers=headers, timeout=timeout) as r:
+                if r.status_code != 200:
+                    raise self._text_error(r.status_code, r.read().decode(errors="replace"))
+                for line in r.iter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    data = line[6:]
+                    if data == "[DONE]":
+                        return
+                    event = json.loads(data)
+                    if "error" in event:
+                        raise DeployError(f"{self.name!r} failed: {event['error']['message']}")
+                    for choice in event.get("choices") or []:
+                        piece = (
+                            (choice.get("delta") or {}).get("content")
+                            if route == "chat/completions"
+                            else choice.get("text")
+                        )
+                        if piece:
+                            yield piece
+        except httpx.TransportError as exc:
+            raise DeployError(f"cannot reach {self.name!r} at {self.url} ({exc})") from None
+
+    def _text_error(self, status: int, text: str) -> DeployError:
+        try:
+            message = json.loads(text)["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = text[:500]
+        hint = f" (pass it: get_deployment({self.name!r}, api_key=...))" if status == 401 else ""
+        return DeployError(f"{self.name!r} answered {status}: {message}{hint}")
+
+    def chat(
+        self,
+        messages: str | list[dict[str, Any]],
+        *,
+        model: str | None = None,
+        stream: bool = False,
+        timeout: float = 120.0,
+        **params: Any,
+    ) -> Any:
+        """The assistant's answer to ``messages`` (a list of ``{"role", "content"}``, or a
+        string: one user message), through ``POST /v1/chat/completions``.
+
+        ``params`` are the API's (``max_tokens``, ``temperature``, ``top_p``, ``stop``,
+        ``seed``; OpenAI's default temperature is 1: pass ``temperature=0`` for the greedy
+        answer). ``model``: one of :attr:`models` (default: the deployment's own).
+        ``stream=True`` returns an iterator of text pieces as they are generated.
+
+        Example::
+
+            >>> dep.chat("What is Ada's cat called?", temperature=0)  # doctest: +SKIP
+            'Pixel.'
+            >>> for piece in dep.chat("Hi", stream=True):  # doctest: +SKIP
+            ...     print(piece, end="")
+        """
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        body = {"model": model or self.name, "messages": messages, **params}
+        out = self._openai_post("chat/completions", body, stream, timeout)
+        return out if stream else out["choices"][0]["message"]["content"]
+
+    def complete(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        stream: bool = False,
+        timeout: float = 120.0,
+        **params: Any,
+    ) -> Any:
+        """The model's continuation of ``prompt`` through ``POST /v1/completions`` (no chat
+        template); ``params``, ``model`` and ``stream`` as for :meth:`chat`.
+
+        Example::
+
+            >>> dep.complete("The quick brown fox", max_tokens=8, temperature=0)  # doctest: +SKIP
+            ' jumps over the lazy dog.'
+        """
+        body = {"model": model or self.name, "prompt": prompt, **params}
+        out = self._openai_post("completions", body, stream, timeout)
+        return out if stream else out["choices"][0]["text"]
+
     def logs(self, tail: int = 200) -> str:
         """The last ``tail`` lines of the server's log (stdout and stderr)."""
         return log_tail(self._record.log_path, tail)
@@ -206,9 +330,12 @@ class Deployment:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         """The notebook's card: URL, format and why, parity, and a request to copy
         (:mod:`.card`); ``repr()`` stays one line."""
-        from .card import card_mimebundle
+        from .card import card_mimebundle, text_card_mimebundle
 
-        return card_mimebundle(self.refresh()._record)
+        record = self.refresh()._record
+        if self.is_text:
+            return text_card_mimebundle(record, self)
+        return card_mimebundle(record)
 
     def __repr__(self) -> str:
         where = self.url if self.target == "local" else str(self.path)

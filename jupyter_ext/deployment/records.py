@@ -9,6 +9,7 @@ on a read path writes to the store.
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,25 @@ from .targets import get_target
 
 if TYPE_CHECKING:
     from ..store import DeploymentRecord, Store
+
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can name a deployment (it appears in URLs), else a ValueError.
+
+    Example::
+
+        >>> check_name("wine-v2")
+        'wine-v2'
+    """
+    if not NAME_RE.match(name):
+        raise ValueError(
+            f"deployment name {name!r} must be 1-63 letters, digits, '_', '.', '-' (starting "
+            "with a letter or digit): it appears in URLs"
+        )
+    return name
 
 
 def current(store: Store, ref: str | DeploymentRecord) -> DeploymentRecord | None:

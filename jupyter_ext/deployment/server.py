@@ -26,6 +26,8 @@ from .runtime import Manifest
 
 KEY_ENV = "DEPLOY_API_KEY"
 ENGINES = ("fastapi", "litserve")
+#: a text-generation deployment's directory holds this file (:mod:`.textgen.engine`)
+TEXT_SPEC = "textgen.json"
 # LitServe binds only these (its own check); the FastAPI engine takes any address
 LITSERVE_HOSTS = ("0.0.0.0", "127.0.0.1", "::")
 
@@ -136,6 +138,9 @@ def main(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     directory = Path(args.directory)
+    if (directory / TEXT_SPEC).is_file():
+        _serve_text(args, directory)
+        return
     manifest = Manifest.read(directory)
     key_hash, generated = resolve_key(args.host, manifest.api_key_sha256)
     if generated:
@@ -210,6 +215,27 @@ def main(
         flush=True,
     )
     server.run(sockets=sockets)
+
+
+def _serve_text(args: argparse.Namespace, directory: Path) -> None:
+    """A text-generation deployment (``textgen.json``): the OpenAI routes on transformers."""
+    import json
+
+    from .textgen.openai_app import serve
+
+    key_hash, generated = resolve_key(
+        args.host, json.loads((directory / TEXT_SPEC).read_text()).get("api_key_sha256")
+    )
+    if generated:
+        print(
+            f"API key (generated because {args.host} is not a loopback address; send it as "
+            f"Authorization: Bearer KEY): {generated}",
+            flush=True,
+        )
+    serve(
+        str(directory), host=args.host, port=args.port, fd=args.fd, key_hash=key_hash,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024), log_level=args.log_level,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
