@@ -37,12 +37,13 @@ def test_a_kernel_restart_mid_run_reattaches_and_the_run_completes(
 ):
     k = start_kernel()
     k.run(f"%cluster {ray_head.dashboard} --client {ray_head.client}").ok()
-    # 8 steps an epoch at 0.25 s a step: ~20 s of training, longer than the restart and
-    # the old kernel's lease on the channel (10 s) together
+    # 8 steps an epoch, 10 epochs; held at step 40 until the test has restarted the kernel
+    # and re-attached, however long that takes on a busy machine
+    go = workspace.parent / "go"
     k.run(
         "%%train --name far --max-epochs 10 --log-every-n-steps 1\n"
         + MODEL_CELL
-        + "model = Tiny(step_delay=0.25)"
+        + f"model = Tiny(step_delay=0.05, hold_at=40, hold_file={str(go)!r})"
     ).ok()
     store = open_store()
     (row,) = store.list_runs()
@@ -65,6 +66,7 @@ def test_a_kernel_restart_mid_run_reattaches_and_the_run_completes(
     cell = k.run("mon = %monitor far\nmon").ok()
     assert "application/vnd.jupyter.widget-view+json" in cell.data[0]
 
+    go.touch()  # the run goes on
     # the new kernel's sync drains the channel: what the worker sent meanwhile, then the rest
     wait_for(lambda: _points(store, row.id) > seen, 60, what="metrics drained by the new kernel")
     # the end: the final status, then the channel emptied and removed (a tick later)

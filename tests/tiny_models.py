@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -20,9 +21,17 @@ def loaders(n: int = 256, batch_size: int = 32, features: int = 4):
 
 class Tiny(L.LightningModule):
     """A linear classifier; ``step_delay`` slows each step (to have time to act on a run),
-    ``fail_at`` raises in training_step at that global step."""
+    ``fail_at`` raises in training_step at that global step, ``hold_at`` holds the run at
+    that step until the file ``hold_file`` exists (a test lets it go on when it is ready)."""
 
-    def __init__(self, lr: float = 0.1, step_delay: float = 0.0, fail_at: int | None = None):
+    def __init__(
+        self,
+        lr: float = 0.1,
+        step_delay: float = 0.0,
+        fail_at: int | None = None,
+        hold_at: int | None = None,
+        hold_file: str | None = None,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.net = torch.nn.Linear(4, 2)
@@ -30,6 +39,10 @@ class Tiny(L.LightningModule):
     def training_step(self, batch, batch_idx):
         if self.hparams.fail_at is not None and self.global_step >= self.hparams.fail_at:
             raise ValueError(f"boom at step {self.global_step}")
+        if self.hparams.hold_file and self.global_step >= (self.hparams.hold_at or 0):
+            deadline = time.monotonic() + 300
+            while not os.path.exists(self.hparams.hold_file) and time.monotonic() < deadline:
+                time.sleep(0.05)  # held: waits on the file, with a deadline
         if self.hparams.step_delay:
             time.sleep(self.hparams.step_delay)  # simulates a heavier step, not a sync
         x, y = batch
