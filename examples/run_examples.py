@@ -23,6 +23,7 @@ ORDER = [
     "train_and_monitor.ipynb",
     "compare_experiments.ipynb",
     "deploy_model.ipynb",
+    "open_model.ipynb",
 ]
 
 

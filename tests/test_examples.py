@@ -85,3 +85,35 @@ def test_scale_out_ray_notebook(workspace, monkeypatch, ray_head):
     far = wait_for(lambda: (r := store.get_run(far.id)).cluster.get("drained") and r, 60)
     for ckpt in (far.best_checkpoint, far.last_checkpoint):
         assert Path(ckpt).is_file() and Path(ckpt).resolve().is_relative_to(workspace.resolve())
+
+
+@pytest.mark.timeout(300)
+def test_open_model_notebook(workspace, monkeypatch):
+    from jupyter_ext.procs import stop_group
+    from jupyter_ext.store import open_store
+
+    monkeypatch.setenv("JUPYTER_EXT_WARM_START", "1")  # the demo's default path
+    try:
+        nb = execute("open_model.ipynb")
+    finally:  # a server the notebook did not get to undeploy must not outlive the test
+        for dep in open_store().list_deployments():
+            if dep.pid and dep.status == "running":
+                stop_group(dep.pid, dep.pid_started)
+    text = outputs(nb)
+    assert "facts-lora succeeded" in text
+    # it learned: the sample answers at the last validation, then the trained module's own
+    assert re.search(r"^What is Ada's cat called\? +Pixel\. *$", text, re.M)  # samples table
+    assert "What is Ada's cat called? -> Pixel." in text
+    assert "Who wrote Blue Tides? -> Fay Moss." in text
+    # the export is a Hugging Face directory that transformers loads and that answers
+    assert "'model.safetensors', 'tokenizer.json'" in text
+    assert "exported model: Spiders." in text
+    # the openai client: whole and streamed, the same answer; then Deployment.chat
+    assert "models: ['facts']" in text
+    whole = re.search(r"^whole: +(.*) \(\d+ tokens\)$", text, re.M).group(1)
+    streamed = re.search(r"^streamed: +(.*) \(\d+ chunks\)$", text, re.M).group(1)
+    assert whole == streamed == "In Lisbon."
+    assert "The cello.\nIn 1990." in text
+    assert "Stopped facts" in text
+    assert "Warning:" not in text and "it/s]" not in text  # no stray warnings or bars
+    assert open_store().get_deployment("facts").status == "stopped"

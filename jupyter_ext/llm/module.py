@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import math
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -174,7 +175,11 @@ class FineTuneModule(LightningModule):
             task_type="CAUSAL_LM",
         )
         torch.manual_seed(self.seed)  # the adapters' initialisation, the same on every rank
-        self.model = get_peft_model(base, config)
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated is_gradient_checkpointing (a FutureWarning
+            # shown in the notebook at every load, nothing the user can act on)
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+            self.model = get_peft_model(base, config)
         # from_pretrained hands the model back in eval mode; Lightning keeps modes as found
         self.model.train()
 
