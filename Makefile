@@ -21,7 +21,7 @@ LABEXT_SOURCES := $(LABEXT)/package.json $(LABEXT)/tsconfig.json \
 
 .PHONY: install test demo lab bench bench-mlflow lint format clean cluster cluster-stop
 
-install: .stamp-venv .stamp-chromium .stamp-labext-link
+install: .stamp-venv .stamp-kserve-sdk .stamp-chromium .stamp-labext-link
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,17 @@ $(BIN)/python:
 	echo "$(TORCH_PIN)" > $(VENV)/constraints.txt
 	$(BIN)/pip install -q -c $(VENV)/constraints.txt "$(TORCH_PIN)"
 	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e ".[dev]"
+	@touch $@
+
+# KServe's SDK, test-only: tests/test_kserve.py validates the KServe manifests against its
+# generated models. kserve pins psutil<6, protobuf<7, python-dateutil<3, ... that would move
+# the venv's versions, so it goes beside the venv without its dependencies (not into it:
+# `pip check` stays clean); the tests load only its models, which need six and urllib3.
+KSERVE_SDK := $(VENV)/kserve-sdk
+.stamp-kserve-sdk: .stamp-venv
+	rm -rf $(KSERVE_SDK).tmp
+	$(BIN)/pip install -q --no-deps --target $(KSERVE_SDK).tmp kserve==0.21.0
+	rm -rf $(KSERVE_SDK) && mv $(KSERVE_SDK).tmp $(KSERVE_SDK)
 	@touch $@
 
 # Debian's Chromium drives the browser tests (Playwright never downloads a browser here).

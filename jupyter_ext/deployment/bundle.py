@@ -7,6 +7,7 @@ Layout::
     model/               the artifact and its manifest
     requirements.txt     pinned to the versions the parity check ran with
     Dockerfile           non-root user, HEALTHCHECK on /v2/health/ready
+    kserve/              InferenceService manifests for Kubernetes (see :mod:`.kserve`)
     README.md, example.json
 
 The serving modules are copied rather than imported from jupyter_ext: a bundle must run
@@ -22,7 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import kserve
 from .export import DeployError, ExportResult
+from .kserve import Resources
 
 PORTABLE = (
     "spec.py",
@@ -123,7 +126,25 @@ sha256 in `model/manifest.json`.
 
 Options: `python server.py --help` (engine, dynamic batching, LitServe workers, body size
 limit and timeout).
-"""
+
+## Kubernetes (KServe)
+
+`kserve/inferenceservice.yaml` runs this bundle's image as a KServe `InferenceService`
+(Open Inference Protocol v2 declared with `PROTOCOL=v2`, probes on `/v2/health/ready` and
+`/v2/health/live`, {resources}). It names the image `{name}:latest`: build and push it
+where the cluster pulls from, and put its address in the manifest (or rewrite the manifests
+with `python -m jupyter_ext.deployment.kserve . --image REGISTRY/{name}:TAG [-n NAMESPACE]`).
+The API key comes from the Secret `{secret}`; create it without writing the key to a file:
+
+```bash
+docker build -t REGISTRY/{name}:TAG . && docker push REGISTRY/{name}:TAG
+kubectl create secret generic {secret} --from-literal=api-key="$(openssl rand -base64 32)"
+kubectl apply -f kserve/inferenceservice.yaml
+kubectl get inferenceservice {k8s_name}      # READY True, and its URL
+```
+
+(`kserve/secret.yaml` is the same Secret as a template: replace its placeholder first.)
+{gpu_text}{triton_text}"""
 
 
 def _version(dist: str) -> str | None:
@@ -177,14 +198,17 @@ def write_bundle(
     model: Any,
     example: Any,
     api_key_required: bool,
+    resources: Resources | None = None,
 ) -> Path:
-    """Write the bundle for an exported model into ``out`` (replacing an earlier bundle).
+    """Write the bundle for an exported model into ``out`` (replacing an earlier bundle),
+    with its KServe manifests asking for ``resources`` (default: one CPU, 512 MiB).
 
     Example::
 
         >>> write_bundle(Path("mlp_bundle"), result, engine="fastapi", model=model,
         ...              example=x, api_key_required=False)  # doctest: +SKIP
     """
+    resources = resources or kserve.Resources()
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise DeployError(
@@ -208,7 +232,8 @@ def write_bundle(
     )
     py = f"{sys.version_info.major}.{sys.version_info.minor}"
     (out / "Dockerfile").write_text(_DOCKERFILE.format(name=result.spec.name, port=PORT, py=py))
-    (out / ".dockerignore").write_text("__pycache__/\n*.pyc\n")
+    # kserve/ is for kubectl, and its Triton repository would copy the weights into the image
+    (out / ".dockerignore").write_text("__pycache__/\n*.pyc\nkserve/\n")
     (out / "example.json").write_text(json.dumps({"inputs": example.tolist()}) + "\n")
     spec = result.spec
     key_text = (
@@ -235,6 +260,35 @@ def write_bundle(
             row=", ".join(str(d) for d in spec.input.shape[1:]),
             np_dtype=spec.input.dtype.name,
             key_text=key_text,
+            resources=_resources_text(resources),
+            secret=kserve.secret_name(spec.name),
+            k8s_name=kserve.k8s_name(spec.name),
+            gpu_text=_GPU_TEXT if resources.gpus else "",
+            triton_text=_TRITON_TEXT.format(name=spec.name) if result.format == "onnx" else "",
         )
     )
+    kserve.write_manifests(out, resources=resources)
     return out
+
+
+_GPU_TEXT = """
+The manifest asks for a GPU and starts the server with `--device cuda`: build the image with
+CUDA builds (in `requirements.txt`, drop the `download.pytorch.org/whl/cpu` index line, and
+use `onnxruntime-gpu` in place of `onnxruntime`), or the server cannot use it.
+"""
+
+_TRITON_TEXT = """
+An ONNX model can also run on KServe's Triton runtime, without this bundle's image:
+`kserve/triton/` is a Triton model repository (`{name}/config.pbtxt`, `{name}/1/model.onnx`).
+Upload it (e.g. `aws s3 cp --recursive kserve/triton s3://BUCKET/PATH`), set `storageUri` in
+`kserve/inferenceservice-triton.yaml` to that address, and `kubectl apply` it. Triton serves
+the same v2 routes and model name, but checks no API key: keep it behind the cluster's
+authentication.
+"""
+
+
+def _resources_text(resources: Resources) -> str:
+    text = f"{resources.cpu} CPU and {resources.memory_mib} MiB requested, twice that the limit"
+    if resources.gpus:
+        text += f", {resources.gpus} GPU{'s' if resources.gpus > 1 else ''} (`nvidia.com/gpu`)"
+    return text

@@ -1,6 +1,7 @@
 """Target ``bundle``: a directory that serves the model anywhere (see :mod:`..bundle`).
 
-Nothing runs here: the deployment is ``built`` once the directory is written. Stopping a
+Nothing runs here: the deployment is ``built`` once the directory is written, KServe
+manifests included (their resources from the kernel's accelerator selection). Stopping a
 bundle forgets it (its record leaves the list); its files stay where they were written.
 """
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..bundle import MARKER, write_bundle
 from ..export import DeployError
+from ..kserve import Resources, resources_for
 from . import (
     DeployJob,
     DeployOutcome,
@@ -64,7 +66,7 @@ class Target(DeployTarget):
         try:
             write_bundle(
                 out, result, engine=job.options.engine, model=job.model, example=job.example,
-                api_key_required=job.api_key is not None,
+                api_key_required=job.api_key is not None, resources=pod_resources(job, result),
             )  # fmt: skip
         except (DeployError, OSError) as exc:
             return DeployOutcome(Outcome.FAILED, job.name, message=str(exc))
@@ -92,12 +94,33 @@ class Target(DeployTarget):
                 "timings": step_timings(job),
             },
         )
-        job.say(f"Bundle written to {out} (python server.py, or docker build).")
+        self.announce(job, out)
         return DeployOutcome(Outcome.BUILT, job.name, record)
+
+    def announce(self, job: DeployJob, out: Path) -> None:
+        """Say where the bundle went (a subclass says what it foregrounds)."""
+        job.say(f"Bundle written to {out} (python server.py, or docker build).")
 
     def stop(self, store: Store, record: DeploymentRecord) -> DeploymentRecord:
         store.delete_deployment(record.name)
         return dataclasses.replace(record, status="removed")
+
+
+def pod_resources(job: DeployJob, result: ExportResult) -> Resources:
+    """What the bundle's KServe pod asks for: the kernel's accelerator selection (a GPU
+    selection gets ``nvidia.com/gpu``), the deploy's device and threads, the artifact's size.
+
+    Example::
+
+        >>> pod_resources(job, result)  # doctest: +SKIP
+        Resources(cpu=1, memory_mib=512, gpus=0)
+    """
+    from ...selector import selection
+
+    size = sum(p.stat().st_size for p in Path(result.directory).rglob("*") if p.is_file())
+    return resources_for(
+        selection(), device=job.options.device, threads=job.options.threads, model_bytes=size
+    )
 
 
 def _out(job: DeployJob) -> Path:
