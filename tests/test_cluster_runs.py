@@ -143,3 +143,28 @@ def test_two_worker_cpu_ddp_through_ray_train(on_cluster):
     assert len(run.metrics.query("key == 'val_loss'")) == 2
     assert Path(row.last_checkpoint).is_file()
     run.load_model()
+
+
+def test_a_finetune_runs_on_the_cluster(on_cluster, tmp_path):
+    """An open-model fine-tune is an ordinary run on the cluster too: its samples and its
+    adapter-only checkpoint come back through the channel."""
+    from jupyter_ext.llm.tiny import build_tiny_llama
+
+    facts = [("What is Ada's cat called?", "Pixel."), ("Who founded Vell?", "Ada Quill.")]
+    base = build_tiny_llama(tmp_path / "tiny", [q + " " + a for q, a in facts])
+    data = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        for q, a in facts
+    ] * 8
+    run = jupyter_ext.finetune(base, data, max_steps=4, batch_size=4, name="far-ft")
+    assert run.row.cluster and run.row.launcher == "ray"
+    run.wait(timeout=300, raise_on_failure=True)
+    from helpers import wait_for
+
+    row = wait_for(lambda: (r := run.row).cluster.get("drained") and r, 60, what="drained")
+    assert row.status == "succeeded" and row.step == 4
+    assert {"train_loss", "val_loss", "val_ppl", "tokens_per_s"} <= set(run.metrics["key"])
+    assert row.samples and row.samples[-1]["samples"][0]["prompt"]
+    ckpt = torch.load(row.last_checkpoint, map_location="cpu", weights_only=False)
+    assert all("lora_" in k for k in ckpt["state_dict"])
+    assert type(run.load_model()).__name__ == "LlamaForCausalLM"
