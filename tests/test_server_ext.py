@@ -218,7 +218,13 @@ def test_runs_listing_filters_pages_changes_and_details(api, workspace):
     assert item_a["progress"] == {"epoch": 1, "step": 16, "total_steps": 16, "fraction": 1.0,
                                   "eta_s": None}  # fmt: skip
     assert set(item_a["metrics"]) == {"train_loss", "val_loss", "val_acc"}
-    assert item_a["hparams"] == {"lr": 0.05, "step_delay": 0.0, "fail_at": None}
+    assert item_a["hparams"] == {
+        "lr": 0.05,
+        "step_delay": 0.0,
+        "fail_at": None,
+        "hold_at": None,
+        "hold_file": None,
+    }
     assert item_a["accelerator"] == "cpu" and item_a["error_line"] is None
     assert item_a["created"] < item_a["started"] < item_a["ended"] and item_a["duration_s"] > 0
     assert item_b["status"] == "failed" and item_b["error_line"] == "ValueError: boom at step 3"

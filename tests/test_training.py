@@ -48,7 +48,13 @@ def test_run_succeeds_with_metrics_checkpoints_and_hparams(workspace):
         "fraction": 1.0,
         "eta_s": None,
     }
-    assert run.hparams == {"lr": 0.05, "step_delay": 0.0, "fail_at": None}
+    assert run.hparams == {
+        "lr": 0.05,
+        "step_delay": 0.0,
+        "fail_at": None,
+        "hold_at": None,
+        "hold_file": None,
+    }
     assert "val_loss=" in os.path.basename(run.best_checkpoint)
     assert os.path.exists(run.last_checkpoint)
     model = run.load_model()
