@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from .export import ExportResult
 
 COLUMNS = ["name", "target", "status", "url", "format", "engine", "created", "path", "error"]
+#: more columns, derived from a record's details: a Ray deployment's live replica count
+EXTRA = ["replicas"]
 
 
 class DeploymentNotFound(LookupError):
@@ -58,8 +60,13 @@ def deploy(
     tokenizer: Any = None,
     adapters: dict[str, Any] | None = None,
     dtype: str | None = None,
+    cluster: Any = None,
+    replicas: int = 1,
+    autoscaling: dict[str, Any] | None = None,
+    num_cpus: float | None = None,
 ) -> Deployment:
-    """Deploy a model: a local inference server (``target='local'``) or a bundle directory.
+    """Deploy a model: a local inference server (``target='local'``), a bundle directory,
+    or a Ray Serve application on a Ray cluster (``target='ray'``).
 
     The model (any ``torch.nn.Module``; or ``from_run``: a run's best checkpoint) is put in
     eval mode and exported (``format``: ``auto`` picks the fastest of onnx, pickle, pt2 that
@@ -90,6 +97,8 @@ def deploy(
         >>> jupyter_ext.deploy(model, "bundle", out="mlp_bundle")  # doctest: +SKIP
         >>> chat = jupyter_ext.deploy(run_a, adapters={"b": run_b})  # doctest: +SKIP
         >>> chat.chat([{"role": "user", "content": "Hi"}])  # doctest: +SKIP
+        >>> on_ray = jupyter_ext.deploy(model, "ray", replicas=2)  # doctest: +SKIP
+        >>> on_ray.scale(3)  # doctest: +SKIP
     """
     from .textgen.deploy import is_text_model
 
@@ -108,12 +117,13 @@ def deploy(
         raise ValueError("tokenizer= and adapters= apply to text models (a causal LM)")
     started = time.perf_counter()
     chosen = get_target(target)
-    options = ServeOptions(
+    common = dict(
         engine=engine, host=host, port=port, out=Path(out) if out is not None else None,
         api_key=api_key, workers=workers, max_batch_size=max_batch_size,
         batch_timeout_ms=batch_timeout_ms, threads=threads, device=device, max_body_mb=max_body_mb,
         timeout=timeout,
     )  # fmt: skip
+    options = _options(target, common, cluster, replicas, autoscaling, num_cpus)
     _check_options(options, format, tolerance)
     chosen.check(options)
     _check_device(device)
@@ -170,6 +180,40 @@ def _deploy_text(
         source, name=name, tokenizer=tokenizer, adapters=adapters, engine=engine, host=host,
         port=port, api_key=api_key, device=device, dtype=dtype, timeout=timeout, verbose=verbose,
     )  # fmt: skip
+
+
+def _options(
+    target: str,
+    common: dict[str, Any],
+    cluster: Any,
+    replicas: int,
+    autoscaling: dict[str, Any] | None,
+    num_cpus: float | None,
+) -> ServeOptions:
+    """The target's options; the Ray ones are refused for any other target."""
+    if target != "ray":
+        if cluster is not None or replicas != 1 or autoscaling is not None or num_cpus is not None:
+            raise ValueError(
+                "cluster=, replicas=, autoscaling= and num_cpus= apply to target='ray' "
+                "(%%deploy --target ray)"
+            )
+        return ServeOptions(**common)
+    from ..cluster.address import ClusterAddress, parse_address
+    from ..cluster.state import current_cluster
+    from .targets.ray import RayServeOptions
+
+    if cluster is None:
+        cluster = current_cluster()
+        if cluster is None:
+            raise ValueError(
+                "target='ray' deploys to a Ray cluster: select one first (%cluster "
+                "http://HEAD:8265, jupyter_ext.use_cluster(...)) or pass cluster=ADDRESS"
+            )
+    elif not isinstance(cluster, ClusterAddress):
+        cluster = parse_address(cluster)
+    return RayServeOptions(
+        **common, cluster=cluster, replicas=replicas, autoscaling=autoscaling, num_cpus=num_cpus
+    )
 
 
 def _check_options(options: ServeOptions, fmt: str, tolerance: float) -> None:
@@ -299,10 +343,13 @@ def _export(target: DeployTarget, job: DeployJob, fmt: str) -> ExportResult:
 
 
 def deployments(status: str | None = None, target: str | None = None) -> pd.DataFrame:
-    """Every deployment of the workspace: name, target, status, url, format, engine, created.
+    """Every deployment of the workspace: name, target, status, url, format, engine, created,
+    path, error, replicas.
 
-    A server whose process died without being stopped shows as ``lost``. ``status`` and
-    ``target`` keep only the deployments with that status or target.
+    A server whose process died without being stopped shows as ``lost``. A Ray
+    deployment's status, replica count (``'2/2 running'``) and error (Ray's message, e.g.
+    replicas that cannot be scheduled) come from the cluster's Serve REST API on each call.
+    ``status`` and ``target`` keep only the deployments with that status or target.
 
     Example::
 
@@ -318,15 +365,21 @@ def deployments(status: str | None = None, target: str | None = None) -> pd.Data
         raise ValueError(f"target must be one of {', '.join(target_names())}; got {target!r}")
     records = current_all(open_store(get_config().home_path))
     rows = [
-        {c: getattr(r, c) for c in COLUMNS}
+        {**{c: getattr(r, c) for c in COLUMNS}, "replicas": _replicas(r)}
         for r in records
         if (status is None or r.status == status) and (target is None or r.target == target)
     ]
-    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = pd.DataFrame(rows, columns=COLUMNS + EXTRA)
     df["created"] = pd.to_datetime(df["created"], unit="s")
     from ..tables import DeploymentsFrame  # the data as they are; only the display differs
 
     return DeploymentsFrame(df)
+
+
+def _replicas(record: Any) -> str | None:
+    """``'2/2 running'`` for a Ray deployment (as Ray last reported it), else None."""
+    serve = (record.info or {}).get("serve") if record.target == "ray" else None
+    return serve.get("replicas") or None if serve else None
 
 
 def get_deployment(name: str, api_key: str | None = None) -> Deployment:

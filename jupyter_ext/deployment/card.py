@@ -144,7 +144,7 @@ def card_lines(record: DeploymentRecord) -> list[tuple[str, str]]:
         ('running', 'at http://127.0.0.1:40291 (fastapi, pid 16564)')
     """
     info = record.info or {}
-    bundle = record.target == "bundle"
+    bundle = record.target in ("bundle", "kserve")
     if bundle:
         lines = [(record.status, f"in {record.path}")]
     else:
@@ -152,6 +152,8 @@ def card_lines(record: DeploymentRecord) -> list[tuple[str, str]]:
             str(p) for p in (record.engine, f"pid {record.pid}" if record.pid else None) if p
         )
         lines = [(record.status, f"at {record.url}" + (f" ({where})" if where else ""))]
+    if record.target == "ray" and info.get("cluster"):
+        lines.append(("cluster", ray_line(info)))
     if info.get("reason"):
         lines.append(("format", format_reason(str(info["reason"]), record.format)))
     export = export_line(info)
@@ -187,6 +189,27 @@ def card_lines(record: DeploymentRecord) -> list[tuple[str, str]]:
         lines.append(("curl", curl_command(url, spec, shape, key)))
         lines.append(("python", python_snippet(url, spec, shape, key)))
     return lines
+
+
+def ray_line(info: dict[str, Any]) -> str:
+    """Where a Ray deployment runs and how many replicas Ray last reported.
+
+    Example::
+
+        >>> ray_line({"cluster": "http://h:8265", "app": "mlp", "replicas": 2,
+        ...           "serve": {"replicas": "2/2 running"}})
+        "Serve application 'mlp' on http://h:8265: 2/2 running"
+    """
+    serve = info.get("serve") or {}
+    scale = info.get("autoscaling")
+    wanted = (
+        f"autoscaling {scale.get('min_replicas', 1)}-{scale.get('max_replicas', 1)} replicas"
+        if scale
+        else f"{info.get('replicas', 1)} replicas"
+    )
+    state = serve.get("replicas") or wanted
+    note = f" ({serve['message']})" if serve.get("message") else ""
+    return f"Serve application {info.get('app')!r} on {info['cluster']}: {state}{note}"
 
 
 def format_reason(reason: str, fmt: str | None) -> str:
@@ -273,7 +296,7 @@ def card_html(record: DeploymentRecord) -> str:
     """
     (status, _), *rest = card_lines(record)
     esc = html.escape
-    if record.target == "bundle":
+    if record.target in ("bundle", "kserve"):
         where = f'<span style="{_MONO}">{esc(str(record.path))}</span>'
     else:
         url = esc(str(record.url))

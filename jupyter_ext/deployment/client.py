@@ -19,6 +19,9 @@ from ..procs import log_tail
 from .export import DeployError
 from .protocol import API_KEY_HEADER, ModelSpec
 
+#: targets whose deployments answer HTTP at ``Deployment.url``
+SERVING = ("local", "ray")
+
 if TYPE_CHECKING:
     from ..store import DeploymentRecord, Store
 
@@ -81,7 +84,8 @@ class Deployment:
 
     @property
     def url(self) -> str | None:
-        """Base URL of a local server (``None`` for a bundle)."""
+        """Base URL of a local server or of a Ray Serve application
+        (``http://HOST:8000/NAME``); ``None`` for a bundle."""
         return self._record.url
 
     @property
@@ -142,7 +146,7 @@ class Deployment:
             raise DeployError(
                 f"{self.name!r} serves text generation: use .chat(messages) or .complete(prompt)"
             )
-        if self.target != "local" or not self.url:
+        if self.target not in SERVING or not self.url:
             raise DeployError(
                 f"{self.name!r} is a bundle, not a running server: run `python server.py` in "
                 f"{self.path} (see its README), or deploy with target='local'"
@@ -298,12 +302,62 @@ class Deployment:
         out = self._openai_post("completions", body, stream, timeout)
         return out if stream else out["choices"][0]["text"]
 
+    @property
+    def serve_status(self) -> dict[str, Any] | None:
+        """A Ray deployment's live state from Ray's Serve REST API: ``status`` (Ray's:
+        RUNNING, DEPLOYING, UNHEALTHY, DEPLOY_FAILED, or MISSING), ``replicas``
+        (``'2/2 running'``), ``replica_states``, ``target_replicas`` and Ray's
+        ``message`` (e.g. why replicas cannot be scheduled); None for other targets.
+
+        Example::
+
+            >>> dep.serve_status["replicas"]  # doctest: +SKIP
+            '2/2 running'
+        """
+        if self.target != "ray":
+            return None
+        from .targets import get_target
+
+        return get_target("ray").serve_status(self._record)
+
+    def scale(
+        self,
+        replicas: int | None = None,
+        *,
+        autoscaling: dict[str, Any] | None = None,
+        wait: bool = True,
+        timeout: float = 120.0,
+    ) -> Deployment:
+        """Run ``replicas`` replicas of a Ray deployment (or hand the count to Ray's
+        ``autoscaling``); with ``wait``, return once that many run. Other Serve
+        applications on the cluster are left as they are.
+
+        Example::
+
+            >>> jupyter_ext.get_deployment("mlp").scale(2)  # doctest: +SKIP
+            >>> dep.scale(autoscaling={"min_replicas": 1, "max_replicas": 4})  # doctest: +SKIP
+        """
+        from .targets import get_target
+
+        if self.target != "ray":
+            raise DeployError(
+                f"{self.name!r} is a {self.target} deployment; scale applies to target='ray' "
+                "(a local server is one process: redeploy with --workers for LitServe)"
+            )
+        self.refresh()
+        target = get_target("ray")
+        self._record = target.scale(  # type: ignore[attr-defined]
+            self._store(), self._record, replicas, autoscaling, wait=wait, timeout=timeout
+        )
+        return self
+
     def logs(self, tail: int = 200) -> str:
         """The last ``tail`` lines of the server's log (stdout and stderr)."""
         return log_tail(self._record.log_path, tail)
 
     def stop(self) -> None:
         """Stop a local server (its whole process group); the port is free on return.
+        A Ray deployment's Serve application is removed from the cluster, and only it.
 
         A bundle has no server: its record is removed from the list (files stay).
         """
@@ -338,7 +392,7 @@ class Deployment:
         return card_mimebundle(record)
 
     def __repr__(self) -> str:
-        where = self.url if self.target == "local" else str(self.path)
+        where = self.url if self.target in SERVING else str(self.path)
         return (
             f"Deployment({self.name!r}, target={self.target}, status={self.status}, "
             f"format={self.format}, engine={self.engine}, {where})"

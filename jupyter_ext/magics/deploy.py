@@ -60,6 +60,26 @@ def serving_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def _ray_options(args: Any) -> dict[str, Any]:
+    """deploy()'s Ray Serve arguments from the magic's (only those given: deploy refuses
+    them for targets other than ray)."""
+    low, high = args.min_replicas, args.max_replicas
+    if (low is None) != (high is None):
+        raise UsageError("autoscaling needs both --min-replicas and --max-replicas")
+    out: dict[str, Any] = {}
+    if low is not None:
+        if args.replicas != 1:
+            raise UsageError("give --replicas N or --min-replicas/--max-replicas, not both")
+        out["autoscaling"] = {"min_replicas": low, "max_replicas": high}
+    elif args.replicas != 1:
+        out["replicas"] = args.replicas
+    if args.cluster:
+        out["cluster"] = args.cluster
+    if args.num_cpus is not None:
+        out["num_cpus"] = args.num_cpus
+    return out
+
+
 def _refusals() -> tuple[type[BaseException], ...]:
     from ..deployment.export import DeployError
 
@@ -69,7 +89,12 @@ def _refusals() -> tuple[type[BaseException], ...]:
 @magics_class
 class DeployMagics(Magics):
     @magic_arguments()
-    @argument("--target", default="local", help="local (a server here) or bundle (a directory)")
+    @argument(
+        "--target",
+        default="local",
+        help="local (a server here), bundle (a directory), kserve (a bundle and its KServe "
+        "manifests) or ray (Ray Serve on the cluster)",
+    )
     @argument("--name", help="deployment name (default: the model class, lower case)")
     @argument(
         "--model",
@@ -84,10 +109,17 @@ class DeployMagics(Magics):
     @argument("--format", choices=["auto", "pt2", "onnx", "pickle"], default="auto")
     @argument("--out", help="bundle: directory to write (default: ./NAME_bundle)")
     @argument("--tolerance", type=float, default=1e-4, help="parity tolerance")
+    @argument("--cluster", help="ray: the cluster's address (default: the one %%cluster selected)")
+    @argument("--replicas", type=int, default=1, help="ray: number of replicas")
+    @argument("--min-replicas", type=int, help="ray: Ray's autoscaling, at least this many")
+    @argument("--max-replicas", type=int, help="ray: Ray's autoscaling, at most this many")
+    @argument("--num-cpus", type=float, help="ray: CPUs each replica reserves (default 1)")
     @serving_options
     @line_cell_magic
     def deploy(self, line: str = "", cell: str | None = None) -> Any:
-        """Run the cell, then deploy the `model` it assigns to a local server or a bundle.
+        """Run the cell, then deploy the `model` it assigns to a local server, a bundle,
+        or Ray Serve on a Ray cluster (--target ray [--replicas N | --min-replicas A
+        --max-replicas B]: one Serve application named after the deployment).
 
         The model is exported (pt2, onnx or pickle; auto picks the fastest that passes the
         parity check), served on 127.0.0.1 and health-checked; the example's answer over
@@ -116,6 +148,7 @@ class DeployMagics(Magics):
                 out=args.out,
                 from_run=args.from_run,
                 tolerance=args.tolerance,
+                **_ray_options(args),
                 **{dest: getattr(args, dest) for dest in SERVING_DESTS},
             )
         except _refusals() as exc:
@@ -152,7 +185,7 @@ class DeployMagics(Magics):
 
     @magic_arguments()
     @argument("--status", help="only deployments with this status (running, stopped, lost, ...)")
-    @argument("--target", help="only deployments of this target (local, bundle)")
+    @argument("--target", help="only deployments of this target (local, bundle, kserve, ray)")
     @line_magic
     def deployments(self, line: str = "") -> Any:
         """List the deployments of the workspace (name, target, status, url, format, ...):
@@ -183,12 +216,21 @@ class DeployMagics(Magics):
         except LookupError as exc:
             raise UsageError(str(exc)) from None
         for dep in found:
-            if args.remove:
-                dep.remove()
-            else:
-                dep.stop()
-            if dep.target == "bundle":
+            try:
+                if args.remove:
+                    dep.remove()
+                else:
+                    dep.stop()
+            except _refusals() as exc:  # a cluster that does not answer, say
+                raise UsageError(f"{dep.name}: {exc}") from None
+            if dep.target in ("bundle", "kserve"):
                 print(f"Removed bundle {dep.name} from the list (its files stay in {dep.path}).")
+            elif dep.target == "ray":
+                cluster = dep.info.get("cluster", "the cluster")
+                print(
+                    f"Removed the Serve application {dep.name!r} from {cluster}; its other "
+                    "Serve applications are untouched."
+                )
             else:
                 port = dep.url.rsplit(":", 1)[1] if dep.url else "?"
                 print(f"Stopped {dep.name}; port {port} is free.")
