@@ -160,7 +160,8 @@ def test_a_bundle_card_says_how_to_serve_it(ws, tmp_path):
     )  # fmt: skip
     text = dep._repr_mimebundle_()["text/plain"]
     assert text.splitlines()[0] == f"Deployment tinyb: built in {out.resolve()}"
-    assert _section(text, "format") == "onnx: as requested"
+    # "as requested", plus a note when the export measured one onnxruntime thread faster
+    assert _section(text, "format").startswith("onnx: as requested")
     assert _section(text, "parity").startswith("max |diff| ")
     assert _section(text, "parity").endswith(" at export on the example [2, 4]")
     assert _section(text, "serve") == f"cd {out.resolve()} && python server.py"
