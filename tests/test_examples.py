@@ -113,7 +113,8 @@ def test_open_model_notebook(workspace, monkeypatch):
     whole = re.search(r"^whole: +(.*) \(\d+ tokens\)$", text, re.M).group(1)
     streamed = re.search(r"^streamed: +(.*) \(\d+ chunks\)$", text, re.M).group(1)
     assert whole == streamed == "In Lisbon."
-    assert "The cello.\nIn 1990." in text
+    # whole, then streamed (a busy kernel may send the streamed pieces as several outputs)
+    assert re.search(r"The cello\.\s+In 1990\.", text)
     assert "Stopped facts" in text
     assert "Warning:" not in text and "it/s]" not in text  # no stray warnings or bars
     assert open_store().get_deployment("facts").status == "stopped"
