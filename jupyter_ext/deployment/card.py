@@ -310,28 +310,7 @@ def card_html(record: DeploymentRecord) -> str:
         + (f' <span style="opacity:0.7">({details})</span>' if details else "")
         + "</div>"
     )
-    rows = []
-    for label, text in rest:
-        if label in ("curl", "python", "serve"):
-            cell = (
-                f'<pre style="{_MONO}margin:0;padding:4px 8px;white-space:pre-wrap;'
-                "overflow-wrap:anywhere;background:var(--jp-layout-color2,#f5f5f5);"
-                f'border-radius:3px">{esc(text)}</pre>'
-            )
-        elif label == "error":
-            cell = f'<span style="color:#cf222e">{esc(text)}</span>'
-        else:
-            cell = esc(text)
-        rows.append(
-            '<tr><td style="padding:2px 10px 2px 0;text-align:left;vertical-align:top;'
-            f'opacity:0.7;white-space:nowrap;border:none">{esc(label)}</td>'
-            f'<td style="padding:2px 0;text-align:left;border:none;width:100%">{cell}</td></tr>'
-        )
-    table = (
-        '<table style="border-collapse:collapse;table-layout:auto;width:100%;margin:0;'
-        f'font-size:12px">{"".join(rows)}</table>'
-    )
-    return f'<div class="jupyter-ext-deployment" style="max-width:100%">{head}{table}</div>'
+    return _card_html(head, rest)
 
 
 def card_mimebundle(record: DeploymentRecord) -> dict[str, str]:
@@ -408,28 +387,7 @@ def text_card_html(record: DeploymentRecord) -> str:
         f'<div style="margin-bottom:4px">{badge(status)} <b>{esc(record.name)}</b> '
         f'<span style="{_MONO}">{esc(where)}</span></div>'
     )
-    rows = []
-    for label, text in rest:
-        if label in ("curl", "python"):
-            cell = (
-                f'<pre style="{_MONO}margin:0;padding:4px 8px;white-space:pre-wrap;'
-                "overflow-wrap:anywhere;background:var(--jp-layout-color2,#f5f5f5);"
-                f'border-radius:3px">{esc(text)}</pre>'
-            )
-        elif label == "error":
-            cell = f'<span style="color:#cf222e">{esc(text)}</span>'
-        else:
-            cell = esc(text)
-        rows.append(
-            '<tr><td style="padding:2px 10px 2px 0;text-align:left;vertical-align:top;'
-            f'opacity:0.7;white-space:nowrap;border:none">{esc(label)}</td>'
-            f'<td style="padding:2px 0;text-align:left;border:none;width:100%">{cell}</td></tr>'
-        )
-    table = (
-        '<table style="border-collapse:collapse;table-layout:auto;width:100%;margin:0;'
-        f'font-size:12px">{"".join(rows)}</table>'
-    )
-    return f'<div class="jupyter-ext-deployment" style="max-width:100%">{head}{table}</div>'
+    return _card_html(head, rest)
 
 
 def text_card_text(record: DeploymentRecord) -> str:
@@ -485,3 +443,31 @@ def _widgets_live() -> bool:
         return False
     shell = get_ipython()
     return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _card_html(head: str, rest: list[tuple[str, str]]) -> str:
+    """A card's HTML: ``head`` above a label/value table of ``rest`` (commands as code
+    blocks, an error in red); one layout for model and text deployments."""
+    esc = html.escape
+    rows = []
+    for label, text in rest:
+        if label in ("curl", "python", "serve"):
+            cell = (
+                f'<pre style="{_MONO}margin:0;padding:4px 8px;white-space:pre-wrap;'
+                "overflow-wrap:anywhere;background:var(--jp-layout-color2,#f5f5f5);"
+                f'border-radius:3px">{esc(text)}</pre>'
+            )
+        elif label == "error":
+            cell = f'<span style="color:#cf222e">{esc(text)}</span>'
+        else:
+            cell = esc(text)
+        rows.append(
+            '<tr><td style="padding:2px 10px 2px 0;text-align:left;vertical-align:top;'
+            f'opacity:0.7;white-space:nowrap;border:none">{esc(label)}</td>'
+            f'<td style="padding:2px 0;text-align:left;border:none;width:100%">{cell}</td></tr>'
+        )
+    table = (
+        '<table style="border-collapse:collapse;table-layout:auto;width:100%;margin:0;'
+        f'font-size:12px">{"".join(rows)}</table>'
+    )
+    return f'<div class="jupyter-ext-deployment" style="max-width:100%">{head}{table}</div>'
